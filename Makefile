@@ -1,0 +1,43 @@
+# Everything runs from .venv, built from nothing but python3.
+PY ?= python3
+VENV := .venv
+# uv lives in its own bootstrap venv so that `uv sync` never removes itself.
+UV := .uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: setup test lint typecheck pytest demo lock bench clean
+
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PY) -m venv .uv
+	.uv/bin/python -m pip install --quiet uv
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(PY)
+	touch $@
+
+lock: $(UV)
+	$(UV) lock --python $(PY)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+demo: setup
+	$(VENV)/bin/prefect-legnext demo
+
+bench: setup
+	$(VENV)/bin/python -m benchmarks.simulator_throughput
+
+clean:
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -1,0 +1,487 @@
+"""HTTP clients for Legnext: `LegnextClient` (sync) and `AsyncLegnextClient`.
+
+Both share one request-building and response-reading path (`_ClientCore`) and
+differ only in how they send and sleep. Each create endpoint in
+`endpoints.CREATE_ENDPOINTS` becomes a method of both clients, named after it
+(`client.diffusion(text=...)`, `client.remove_background(img_url=...)`), taking
+the request's fields as snake_case keyword arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from prefect_legnext.endpoints import (
+    ACCOUNT_INFO,
+    ACTIVE_TASKS,
+    BALANCE,
+    CREATE_ENDPOINTS,
+    GET_JOB,
+    CreateEndpoint,
+    QueryEndpoint,
+    endpoint_for,
+)
+from prefect_legnext.errors import (
+    JobFailedError,
+    JobTimeoutError,
+    LegnextError,
+    OutcomeUnknownError,
+    TransportError,
+    api_error_from_body,
+)
+from prefect_legnext.models import LegnextRequest, parse_job_id
+from prefect_legnext.polling import PollPolicy
+from prefect_legnext.responses import AccountInfo, ActiveTasks, Balance, Job, unwrap_data
+from prefect_legnext.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+
+DEFAULT_BASE_URL = "https://api.legnext.ai"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_MAX_WAIT_SECONDS = 900.0
+REDACTED = "**********"
+
+logger = logging.getLogger("prefect_legnext.client")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+JobUpdateHook = Callable[[Job], None]
+
+try:
+    _VERSION = version("prefect-legnext")
+except PackageNotFoundError:  # running from a source tree
+    _VERSION = "0"
+
+
+class _ApiKeyAuth(httpx.Auth):
+    """Adds ``x-api-key`` at send time, so the key never sits in client defaults."""
+
+    def __init__(self, api_key: SecretStr) -> None:
+        self._api_key = api_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["x-api-key"] = self._api_key.get_secret_value()
+        yield request
+
+    def __repr__(self) -> str:
+        return "_ApiKeyAuth(api_key=SecretStr('**********'))"
+
+
+class _ClientCore:
+    """Everything the two clients share: configuration, request building,
+    response reading, error mapping and the retry and polling decisions."""
+
+    def __init__(
+        self,
+        api_key: str | SecretStr,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+    ) -> None:
+        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        if not key.get_secret_value().strip():
+            raise ValueError("api_key is empty: set LEGNEXT_API_KEY or pass api_key")
+        self._api_key = key
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def _http_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "timeout": self._timeout,
+            "auth": _ApiKeyAuth(self._api_key),
+            "headers": {"accept": "application/json", "user-agent": f"prefect-legnext/{_VERSION}"},
+            "follow_redirects": False,
+        }
+
+    def _redact(self, text: str) -> str:
+        secret = self._api_key.get_secret_value()
+        return text.replace(secret, REDACTED) if secret in text else text
+
+    def _failure(
+        self,
+        response: httpx.Response,
+        create: CreateEndpoint | None,
+        body: Mapping[str, Any] | None,
+        submitted_at: datetime,
+    ) -> LegnextError | None:
+        """The error an answer means, or None for success."""
+        if response.is_success:
+            return None
+        if create is not None and response.status_code >= 500:
+            return self._unknown(create, body, submitted_at, f"HTTP {response.status_code}")
+        try:
+            payload: Any = response.json()
+        except ValueError:
+            payload = response.text
+        error = api_error_from_body(
+            response.status_code, payload, retry_after=retry_after_seconds(response)
+        )
+        # A server may echo request headers back; the key must not travel further.
+        error.message = self._redact(error.message)
+        error.raw_message = self._redact(error.raw_message)
+        error.args = tuple(self._redact(str(a)) for a in error.args)
+        return error
+
+    def _transport_failure(
+        self,
+        exc: httpx.TransportError,
+        create: CreateEndpoint | None,
+        body: Mapping[str, Any] | None,
+        submitted_at: datetime,
+        what: str,
+    ) -> LegnextError:
+        reason = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
+        if create is not None and not isinstance(exc, NOT_SENT_ERRORS):
+            return self._unknown(create, body, submitted_at, reason)
+        return TransportError(f"{what}: {reason}")
+
+    @staticmethod
+    def _unknown(
+        create: CreateEndpoint,
+        body: Mapping[str, Any] | None,
+        submitted_at: datetime,
+        reason: str,
+    ) -> OutcomeUnknownError:
+        return OutcomeUnknownError(
+            endpoint=create.name,
+            task_type=create.task_type,
+            body=body or {},
+            submitted_at=submitted_at,
+            reason=reason,
+        )
+
+    def _backoff(
+        self, attempt: int, started: float, error: LegnextError, what: str, is_create: bool
+    ) -> float:
+        """Seconds to wait before retrying, or raise ``error`` when it must not be retried."""
+        wait = self.retry.next_delay(
+            attempt, time.monotonic() - started, error, is_create=is_create
+        )
+        if wait is None:
+            raise error
+        logger.warning(
+            "%s failed (attempt %d/%d: %s); retrying in %.2fs",
+            what, attempt, self.retry.max_attempts, type(error).__name__, wait,
+        )  # fmt: skip
+        return wait
+
+    def _read(
+        self,
+        response: httpx.Response,
+        model: type[ModelT],
+        create: CreateEndpoint | None = None,
+        body: Mapping[str, Any] | None = None,
+        submitted_at: datetime | None = None,
+    ) -> ModelT:
+        """Parse a success answer. An unreadable answer to a create still means a
+        job may exist, so it is reported as an unknown outcome, not a parse error."""
+        try:
+            return model.model_validate(unwrap_data(response.json()))
+        except (ValueError, ValidationError) as exc:
+            if create is not None and submitted_at is not None:
+                raise self._unknown(create, body, submitted_at, "unreadable answer") from exc
+            raise LegnextError(
+                f"unreadable answer from {response.request.url.path}: {type(exc).__name__}"
+            ) from exc
+
+    def _poll_step(self, job: Job, job_id: str, started: float, deadline: float) -> float | None:
+        """After a poll: None when the job completed, else seconds until the next poll.
+
+        Raises:
+            JobFailedError: the job failed.
+            JobTimeoutError: the deadline passed first.
+        """
+        if job.is_completed:
+            return None
+        if job.is_failed:
+            raise JobFailedError(job)
+        if not job.is_known_status:
+            logger.warning("job %s reports unknown status %r; still waiting", job_id, job.status)
+        now = time.monotonic()
+        if now >= deadline:
+            raise JobTimeoutError(job_id=job_id, job=job, waited_seconds=now - started)
+        return min(self.poll.next_wait(job), deadline - now)
+
+    @staticmethod
+    def _first_wait(poll: PollPolicy, job: Job | None) -> float:
+        return poll.first_wait(job.task_type) if job is not None else 0.0
+
+    @staticmethod
+    def _job_id(job: str | Job) -> str:
+        return job.job_id if isinstance(job, Job) else parse_job_id(job)
+
+
+class LegnextClient(_ClientCore):
+    """Synchronous Legnext client.
+
+    Example:
+        ```python
+        from prefect_legnext import LegnextClient
+
+        with LegnextClient(api_key="...") as client:
+            job = client.diffusion(text="a lighthouse at dawn --v 7")
+            done = client.wait_for_job(job)
+            print(done.output_urls)
+        ```
+    """
+
+    def __init__(
+        self,
+        api_key: str | SecretStr,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(api_key, **options)
+        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def __enter__(self) -> LegnextClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create(self, request: LegnextRequest) -> Job:
+        """Submit a validated request (a paid call). Returns the new job.
+
+        Raises:
+            OutcomeUnknownError: the request was sent but its answer was lost.
+            LegnextAPIError: Legnext refused it (see its subclasses).
+        """
+        endpoint = endpoint_for(request)
+        body = request.to_wire()
+        return self._request("POST", endpoint.path, Job, create=endpoint, body=body)
+
+    def get_job(self, job_id: str) -> Job:
+        """Read a job (free; retried on 429, 5xx and network errors)."""
+        return self._query(GET_JOB, job_id=self._job_id(job_id))
+
+    def balance(self) -> Balance:
+        """The account's balance (free)."""
+        return self._query(BALANCE)
+
+    def account_info(self) -> AccountInfo:
+        return self._query(ACCOUNT_INFO)
+
+    def active_tasks(self) -> ActiveTasks:
+        return self._query(ACTIVE_TASKS)
+
+    def wait_for_job(
+        self,
+        job: str | Job,
+        *,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        poll: PollPolicy | None = None,
+        on_update: JobUpdateHook | None = None,
+    ) -> Job:
+        """Poll until the job completes; pass the Job from a create to skip an early poll.
+
+        Raises:
+            JobFailedError: the job failed (carries Legnext's code and message).
+            JobTimeoutError: not finished after ``max_wait_seconds``.
+        """
+        poll = poll or self.poll
+        job_id = self._job_id(job)
+        started = time.monotonic()
+        deadline = started + max_wait_seconds
+        wait: float | None = self._first_wait(poll, job if isinstance(job, Job) else None)
+        while wait is not None:
+            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+            current = self.get_job(job_id)
+            if on_update is not None:
+                on_update(current)
+            wait = self._poll_step(current, job_id, started, deadline)
+        return current
+
+    def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:
+        return self._request("GET", query.path.format(**path_params), query.response)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        model: type[ModelT],
+        *,
+        create: CreateEndpoint | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> ModelT:
+        what = f"{method} {path}"
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            submitted_at = datetime.now(UTC)
+            try:
+                response = self._http.request(method, path, json=body)
+                error = self._failure(response, create, body, submitted_at)
+            except httpx.TransportError as exc:
+                error = self._transport_failure(exc, create, body, submitted_at, what)
+            if error is None:
+                return self._read(response, model, create, body, submitted_at)
+            time.sleep(self._backoff(attempt, started, error, what, create is not None))
+
+    if TYPE_CHECKING:  # the per-endpoint methods are generated below from the table
+
+        def __getattr__(self, name: str) -> Callable[..., Job]: ...
+
+
+class AsyncLegnextClient(_ClientCore):
+    """Asynchronous Legnext client; the same surface as `LegnextClient`, awaited.
+
+    Example:
+        ```python
+        async with AsyncLegnextClient(api_key="...") as client:
+            job = await client.diffusion(text="a lighthouse at dawn --v 7")
+            done = await client.wait_for_job(job)
+        ```
+    """
+
+    def __init__(
+        self,
+        api_key: str | SecretStr,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(api_key, **options)
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+
+    async def __aenter__(self) -> AsyncLegnextClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create(self, request: LegnextRequest) -> Job:
+        """Submit a validated request (a paid call). See `LegnextClient.create`."""
+        endpoint = endpoint_for(request)
+        body = request.to_wire()
+        return await self._request("POST", endpoint.path, Job, create=endpoint, body=body)
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self._query(GET_JOB, job_id=self._job_id(job_id))
+
+    async def balance(self) -> Balance:
+        return await self._query(BALANCE)
+
+    async def account_info(self) -> AccountInfo:
+        return await self._query(ACCOUNT_INFO)
+
+    async def active_tasks(self) -> ActiveTasks:
+        return await self._query(ACTIVE_TASKS)
+
+    async def wait_for_job(
+        self,
+        job: str | Job,
+        *,
+        max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        poll: PollPolicy | None = None,
+        on_update: JobUpdateHook | None = None,
+    ) -> Job:
+        """Poll until the job completes. See `LegnextClient.wait_for_job`."""
+        poll = poll or self.poll
+        job_id = self._job_id(job)
+        started = time.monotonic()
+        deadline = started + max_wait_seconds
+        wait: float | None = self._first_wait(poll, job if isinstance(job, Job) else None)
+        while wait is not None:
+            await asyncio.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+            current = await self.get_job(job_id)
+            if on_update is not None:
+                on_update(current)
+            wait = self._poll_step(current, job_id, started, deadline)
+        return current
+
+    async def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:
+        return await self._request("GET", query.path.format(**path_params), query.response)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        model: type[ModelT],
+        *,
+        create: CreateEndpoint | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> ModelT:
+        what = f"{method} {path}"
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            submitted_at = datetime.now(UTC)
+            try:
+                response = await self._http.request(method, path, json=body)
+                error = self._failure(response, create, body, submitted_at)
+            except httpx.TransportError as exc:
+                error = self._transport_failure(exc, create, body, submitted_at, what)
+            if error is None:
+                return self._read(response, model, create, body, submitted_at)
+            await asyncio.sleep(self._backoff(attempt, started, error, what, create is not None))
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Callable[..., Awaitable[Job]]: ...
+
+
+def endpoint_signature(endpoint: CreateEndpoint) -> inspect.Signature:
+    """Keyword-only parameters mirroring the request model's fields."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
+    for name, info in endpoint.request.model_fields.items():
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=info.annotation
+            )
+        )
+    return inspect.Signature(params, return_annotation=Job)
+
+
+def _endpoint_method(endpoint: CreateEndpoint, is_async: bool) -> Callable[..., Any]:
+    if is_async:
+
+        async def method(self: AsyncLegnextClient, **fields: Any) -> Job:
+            return await self.create(endpoint.build(**fields))
+
+    else:
+
+        def method(self: LegnextClient, **fields: Any) -> Job:  # type: ignore[misc]
+            return self.create(endpoint.build(**fields))
+
+    method.__name__ = endpoint.name
+    method.__doc__ = (
+        f"{endpoint.summary}\n\nPOST {endpoint.path} ({endpoint.points} points base). "
+        f"Keyword arguments are the fields of `{endpoint.request.__name__}`.\n\n"
+        "Raises:\n    InvalidRequestError: before any HTTP call, naming the field and rule.\n"
+        "    OutcomeUnknownError: sent but unanswered; never retried blindly."
+    )
+    method.__signature__ = endpoint_signature(endpoint)  # type: ignore[attr-defined]
+    return method
+
+
+for _endpoint in CREATE_ENDPOINTS:
+    for _cls, _is_async in ((LegnextClient, False), (AsyncLegnextClient, True)):
+        _method = _endpoint_method(_endpoint, _is_async)
+        _method.__qualname__ = f"{_cls.__name__}.{_endpoint.name}"
+        setattr(_cls, _endpoint.name, _method)
