@@ -171,7 +171,13 @@ class DiffusionRequest(LegnextRequest):
 
     @property
     def is_draft(self) -> bool:
+        """Draft mode (``--draft``): half price, and the only parent enhance accepts."""
         return bool(DRAFT_FLAGS.search(self.text))
+
+    @property
+    def is_enhanceable(self) -> bool:
+        """Legnext enhances only jobs whose prompt has both ``--v 7`` and ``--draft``."""
+        return self.is_draft and bool(VERSION_7.search(self.text))
 
 
 class VariationRequest(LegnextRequest):

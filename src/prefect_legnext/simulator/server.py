@@ -1,0 +1,157 @@
+"""Running the simulator: in a background thread (`LegnextSimulator`, for tests and
+the demo) or in the foreground (`serve`, for the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import uvicorn
+
+from prefect_legnext.simulator.app import KeepRawSend, build_app
+from prefect_legnext.simulator.config import Faults, SimulatorConfig
+from prefect_legnext.simulator.engine import Engine
+
+START_TIMEOUT = 20.0
+
+
+def _server(config: SimulatorConfig, host: str, port: int) -> tuple[uvicorn.Server, Engine]:
+    engine = Engine(config)
+    app = KeepRawSend(build_app(engine))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    return server, engine
+
+
+def _bound_url(server: uvicorn.Server, host: str) -> str:
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://{host}:{port}"
+
+
+class LegnextSimulator:
+    """An offline Legnext on loopback, running in a background thread.
+
+    Example:
+        ```python
+        with LegnextSimulator(time_scale=0.001) as sim:
+            client = LegnextClient(
+                sim.api_key, base_url=sim.base_url, poll=PollPolicy(scale=0.001)
+            )
+            job = client.wait_for_job(client.diffusion(text="a red fox"))
+        ```
+
+    Args:
+        config: full settings; keyword arguments override its fields.
+        host: interface to bind (loopback by default).
+        port: 0 picks a free port.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **overrides: Any,
+    ) -> None:
+        base = config or SimulatorConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        SimulatorConfig.model_validate(self.config.model_dump())  # reject bad overrides early
+        self.host = host
+        self.port = port
+        self.base_url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_key(self) -> str:
+        return self.config.api_key.get_secret_value()
+
+    def __enter__(self) -> LegnextSimulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LegnextSimulator(base_url={self.base_url!r})"
+
+    def start(self) -> None:
+        server, engine = _server(self.config, self.host, self.port)
+        self._server = server
+        self._thread = threading.Thread(target=server.run, name="legnext-simulator", daemon=True)
+        self._thread.start()
+        deadline = START_TIMEOUT
+        while not server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the simulator could not start on {self.host}:{self.port}")
+            self._thread.join(0.01)
+            deadline -= 0.01
+            if deadline <= 0:
+                self.stop()
+                raise RuntimeError("the simulator did not start in time")
+        self.base_url = _bound_url(server, self.host)
+        engine.base_url = self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self._server = None
+        self._thread = None
+
+    # -- conveniences for tests, benchmarks and the demo --------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.base_url}/_sim/stats", timeout=10)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.base_url}/_sim/jobs", timeout=10)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def set_faults(self, faults: dict[str, Faults | dict[str, Any]]) -> None:
+        """Replace the fault settings, per endpoint name (``"*"`` for all, ``"files"``
+        for output downloads). An empty dict turns every fault off."""
+        body = {
+            name: spec.model_dump() if isinstance(spec, Faults) else spec
+            for name, spec in faults.items()
+        }
+        response = httpx.put(f"{self.base_url}/_sim/faults", json=body, timeout=10)
+        response.raise_for_status()
+
+
+def serve(config: SimulatorConfig, host: str, port: int, on_ready: Any = None) -> None:
+    """Run in the foreground until interrupted (Ctrl-C stops it cleanly)."""
+    server, engine = _server(config, host, port)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                await task
+                return
+            await asyncio.sleep(0.01)
+        engine.base_url = _bound_url(server, host)
+        if on_ready is not None:
+            on_ready(engine.base_url)
+        await task
+
+    asyncio.run(main())

@@ -1,0 +1,134 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+# --- Legnext HTTP client tests: client runner, task objects, fake clock ---------------------------
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import respx
+
+from prefect_legnext import client as client_module
+from prefect_legnext.client import AsyncLegnextClient, LegnextClient
+from prefect_legnext.retry import RetryPolicy
+
+CLIENT_BASE_URL = "https://api.legnext.test"
+CLIENT_API_KEY = "lgx-test-9f8e7d6c5b4a39281706"
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01, max_total=5.0)
+
+
+@dataclass(frozen=True)
+class ClientRunner:
+    """Calls one method on a fresh `LegnextClient` or `AsyncLegnextClient`, so a test
+    written once runs against both clients."""
+
+    is_async: bool
+    base_url: str = CLIENT_BASE_URL
+    api_key: str = CLIENT_API_KEY
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.with_options({}, method, *args, **kwargs)
+
+    def with_options(self, options: dict[str, Any], method: str, *args: Any, **kwargs: Any) -> Any:
+        """Like calling the runner, with client options (``retry``, ``poll``, ...)."""
+        options = {"base_url": self.base_url, "retry": FAST_RETRY, **options}
+        if not self.is_async:
+            with LegnextClient(self.api_key, **options) as client:
+                return getattr(client, method)(*args, **kwargs)
+
+        async def run() -> Any:
+            async with AsyncLegnextClient(self.api_key, **options) as client:
+                return await getattr(client, method)(*args, **kwargs)
+
+        return asyncio.run(run())
+
+
+@pytest.fixture(params=["sync", "async"])
+def legnext(request: pytest.FixtureRequest) -> ClientRunner:
+    """A runner for the sync client, then for the async one."""
+    return ClientRunner(is_async=request.param == "async")
+
+
+@pytest.fixture
+def api() -> Any:
+    """A respx router for the Legnext base URL; requests to unrouted paths fail the test."""
+    with respx.mock(base_url=CLIENT_BASE_URL, assert_all_called=False) as router:
+        yield router
+
+
+def _task_object(
+    job_id: str = "0c8e4d2a-6b1f-4c3e-9a57-2f1d8b6e4a90",
+    status: str = "pending",
+    task_type: str = "diffusion",
+    **changes: Any,
+) -> dict[str, Any]:
+    """A Legnext task object as the API sends it (snake_case, "not set" timestamps)."""
+    completed = status == "completed"
+    body: dict[str, Any] = {
+        "job_id": job_id,
+        "model": "midjourney",
+        "task_type": task_type,
+        "status": status,
+        "config": {"service_mode": "public", "webhook_config": {"endpoint": "", "secret": ""}},
+        "input": None,
+        "output": {
+            "image_url": "https://cdn.legnext.test/grid.png" if completed else "",
+            "image_urls": [f"https://cdn.legnext.test/{job_id}_{i}.png" for i in range(4)]
+            if completed
+            else None,
+            "seed": "1573740627" if completed else "",
+            "available_actions": {"upscale": [0, 1, 2, 3], "reroll": True} if completed else {},
+        },
+        "meta": {
+            "created_at": "2025-10-14T04:14:22Z",
+            "started_at": "2025-10-14T04:14:23Z" if status != "pending" else "0001-01-01T00:00:00Z",
+            "ended_at": "2025-10-14T04:15:43Z" if completed else "0001-01-01T00:00:00Z",
+            "usage": {"type": "point", "frozen": 80, "consume": 80 if completed else 0},
+        },
+        "detail": None,
+        "logs": [],
+        "error": {"code": 0, "raw_message": "", "message": "", "detail": None},
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+def task_object() -> Callable[..., dict[str, Any]]:
+    """Factory of task-object bodies: ``task_object(status="completed", task_type=...)``."""
+    return _task_object
+
+
+class FakeClock:
+    """Stands in for the client module's ``time`` (and ``asyncio.sleep``): sleeping only
+    advances the clock, and every sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Make the clients' waits (retry backoff, polling) instant and observable."""
+    clock = FakeClock()
+    monkeypatch.setattr(client_module, "time", clock)
+    monkeypatch.setattr(client_module, "asyncio", SimpleNamespace(sleep=clock.async_sleep))
+    return clock
+
+
+# --- end of Legnext HTTP client section -----------------------------------------------------------
