@@ -67,7 +67,8 @@ class LegnextAPIError(LegnextError):
         self.raw_message = raw_message
         self.detail = detail
         self.job = job
-        super().__init__(f"HTTP {status_code}: {message}")
+        extra = f" ({raw_message})" if raw_message and raw_message != message else ""
+        super().__init__(f"HTTP {status_code}: {message}{extra}")
 
 
 class BadRequestError(LegnextAPIError):

@@ -1,0 +1,218 @@
+"""The ``prefect-legnext`` command line.
+
+User mistakes end with one clear line on stderr and a non-zero exit code, never
+a traceback; the API key is read from the environment and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+
+from prefect_legnext.client import DEFAULT_BASE_URL, LegnextClient
+from prefect_legnext.endpoints import problems_of
+from prefect_legnext.errors import LegnextError
+
+app = typer.Typer(
+    name="prefect-legnext",
+    help="Run Legnext (Midjourney) image pipelines with Prefect, or an offline Legnext simulator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+job_app = typer.Typer(help="Read or wait for a job.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="LEGNEXT_API_KEY",
+        show_envvar=True,
+        show_default=False,
+        help="Legnext API key (prefer the environment variable).",
+    ),
+]
+BaseUrlOption = Annotated[
+    str, typer.Option("--base-url", envvar="LEGNEXT_BASE_URL", help="Legnext base URL.")
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and exit code 1."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise fail("; ".join(f"{field}: {rule}" for field, rule in problems_of(exc))) from None
+    except (LegnextError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+def make_client(api_key: str | None, base_url: str) -> LegnextClient:
+    if not api_key:
+        raise fail("no API key: set LEGNEXT_API_KEY (or pass --api-key)")
+    return LegnextClient(SecretStr(api_key), base_url=base_url)
+
+
+def _with_client(api_key: str | None, base_url: str, call: Callable[[LegnextClient], T]) -> T:
+    with user_errors(), make_client(api_key, base_url) as client:
+        return call(client)
+
+
+@app.command()
+def balance(api_key: ApiKeyOption = None, base_url: BaseUrlOption = DEFAULT_BASE_URL) -> None:
+    """Show the account's points and USD balance."""
+    result = _with_client(api_key, base_url, lambda c: c.balance())
+    console.print(
+        f"{result.available_points} points available (USD {result.balance_usd:.3f})",
+        highlight=False,
+    )
+
+
+@job_app.command("get")
+def job_get(
+    job_id: str,
+    api_key: ApiKeyOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+) -> None:
+    """Print a job as JSON."""
+    job = _with_client(api_key, base_url, lambda c: c.get_job(job_id))
+    sys.stdout.write(job.model_dump_json(indent=2) + "\n")
+
+
+@job_app.command("wait")
+def job_wait(
+    job_id: str,
+    max_wait_seconds: Annotated[float, typer.Option(min=1)] = 900.0,
+    api_key: ApiKeyOption = None,
+    base_url: BaseUrlOption = DEFAULT_BASE_URL,
+) -> None:
+    """Wait for a job to finish, showing its status, then print its output URLs."""
+    with console.status("waiting") as status:
+
+        def show(job: Any) -> None:
+            status.update(f"job {job.job_id}: {job.status}")
+
+        job = _with_client(
+            api_key,
+            base_url,
+            lambda c: c.wait_for_job(job_id, max_wait_seconds=max_wait_seconds, on_update=show),
+        )
+    for url in job.output_urls:
+        console.print(url, highlight=False)
+
+
+@app.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8787,
+    api_key: Annotated[
+        str,
+        typer.Option(
+            envvar="LEGNEXT_SIMULATOR_API_KEY",
+            help="Key the simulator accepts.",
+            show_default=False,
+        ),
+    ] = "sim-key",
+    time_scale: Annotated[float, typer.Option(help="Multiplies job durations.")] = 1.0,
+    concurrency: Annotated[int, typer.Option(help="Jobs running at once.")] = 6,
+    points: Annotated[int, typer.Option(help="Starting balance in points.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seeds durations, images and faults.")] = 0,
+    output_ttl: Annotated[float, typer.Option(help="Seconds output URLs live.")] = 3600.0,
+    callback_secret: Annotated[
+        str | None, typer.Option(help="Sign callbacks with this secret.", show_default=False)
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="[ENDPOINT:]NAME=VALUE, repeatable, e.g. job_failure_rate=0.1 or "
+            "diffusion:drop_after_accept_rate=0.5 or files:download_delay=2.",
+        ),
+    ] = None,
+) -> None:
+    """Run the offline Legnext simulator in the foreground until Ctrl-C."""
+    from prefect_legnext.simulator import SimulatorConfig, serve
+
+    with user_errors():
+        config = SimulatorConfig(
+            api_key=SecretStr(api_key),
+            time_scale=time_scale,
+            concurrency=concurrency,
+            points=points,
+            seed=seed,
+            output_ttl=output_ttl,
+            callback_secret=SecretStr(callback_secret) if callback_secret else None,
+            faults=parse_faults(fault or []),
+        )
+
+    def ready(base_url: str) -> None:
+        console.print(f"Legnext simulator listening on {base_url}", highlight=False)
+        console.print(
+            f"  export LEGNEXT_BASE_URL={base_url}  (the API key is the one you passed)",
+            highlight=False,
+        )
+
+    try:
+        serve(config, host, port, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def parse_faults(specs: list[str]) -> dict[str, Any]:
+    """``[ENDPOINT:]NAME=VALUE`` strings into the simulator's per-endpoint faults."""
+    from prefect_legnext.simulator.config import ALL_ENDPOINTS, Faults
+
+    grouped: dict[str, dict[str, float]] = {}
+    for spec in specs:
+        target, _, setting = spec.rpartition(":")
+        name, sep, value = setting.partition("=")
+        if not sep or name not in Faults.model_fields:
+            known = ", ".join(Faults.model_fields)
+            raise ValueError(
+                f"bad --fault {spec!r}: expected [ENDPOINT:]NAME=VALUE, NAME in {known}"
+            )
+        try:
+            grouped.setdefault(target or ALL_ENDPOINTS, {})[name] = float(value)
+        except ValueError:
+            raise ValueError(f"bad --fault {spec!r}: {value!r} is not a number") from None
+    return {target: Faults(**values) for target, values in grouped.items()}
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[str, typer.Option(help="Where the contact sheet goes.")] = "demo-output",
+) -> None:
+    """Run the whole chain offline: embedded simulator, nothing to configure."""
+    from prefect_legnext.demo import run_demo
+
+    with user_errors():
+        run_demo(console, output_dir, os.environ)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""``prefect-legnext simulator`` as a user runs it: a real process on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prefect_legnext.cli import parse_faults
+from prefect_legnext.simulator.config import Faults
+
+CLI = [str(Path(sys.executable).with_name("prefect-legnext"))]
+
+
+def test_simulator_command_serves_and_stops_cleanly() -> None:
+    env = {**os.environ, "LEGNEXT_SIMULATOR_API_KEY": "cli-secret-key"}
+    process = subprocess.Popen(
+        [*CLI, "simulator", "--port", "0", "--time-scale", "0.001", "--points", "500",
+         "--fault", "shorten:job_failure_rate=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        base_url = match.group(0)
+        headers = {"x-api-key": "cli-secret-key"}
+        balance = httpx.get(f"{base_url}/api/account/balance", headers=headers).json()
+        assert balance["data"]["available_points"] == 500
+        faults = httpx.get(f"{base_url}/_sim/faults").json()
+        assert faults["shorten"]["job_failure_rate"] == 1.0
+        assert httpx.get(f"{base_url}/api/account/balance").status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "cli-secret-key" not in line + stdout + stderr
+
+
+def test_simulator_command_rejects_bad_options() -> None:
+    result = subprocess.run(
+        [*CLI, "simulator", "--port", "0", "--fault", "nonsense=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "bad --fault 'nonsense=1'" in result.stderr
+    assert "Traceback" not in result.stderr
+    started = time.monotonic()
+    result = subprocess.run(
+        [*CLI, "simulator", "--port", "0", "--time-scale", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "time_scale: Input should be greater than 0" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_parse_faults() -> None:
+    parsed = parse_faults(
+        ["latency=0.5", "inpaint:job_failure_rate=0.25", "inpaint:stuck_rate=0.1"]
+    )
+    assert parsed["*"] == Faults(latency=0.5)
+    assert parsed["inpaint"] == Faults(job_failure_rate=0.25, stuck_rate=0.1)
+    with pytest.raises(ValueError, match="not a number"):
+        parse_faults(["latency=fast"])
