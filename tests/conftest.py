@@ -4,11 +4,12 @@ from __future__ import annotations
 
 # --- Legnext HTTP client tests: client runner, task objects, fake clock ---------------------------
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 import respx
 
@@ -24,11 +25,13 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01, ma
 @dataclass(frozen=True)
 class ClientRunner:
     """Calls one method on a fresh `LegnextClient` or `AsyncLegnextClient`, so a test
-    written once runs against both clients."""
+    written once runs against both clients. With a respx ``router``, requests go to it
+    through an in-memory transport (building a real one costs ~30 ms of TLS setup)."""
 
     is_async: bool
     base_url: str = CLIENT_BASE_URL
     api_key: str = CLIENT_API_KEY
+    router: Any = None
 
     def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.with_options({}, method, *args, **kwargs)
@@ -36,6 +39,9 @@ class ClientRunner:
     def with_options(self, options: dict[str, Any], method: str, *args: Any, **kwargs: Any) -> Any:
         """Like calling the runner, with client options (``retry``, ``poll``, ...)."""
         options = {"base_url": self.base_url, "retry": FAST_RETRY, **options}
+        if self.router is not None:
+            handler = self.router.async_handler if self.is_async else self.router.handler
+            options.setdefault("transport", httpx.MockTransport(handler))
         if not self.is_async:
             with LegnextClient(self.api_key, **options) as client:
                 return getattr(client, method)(*args, **kwargs)
@@ -48,9 +54,8 @@ class ClientRunner:
 
 
 @pytest.fixture(params=["sync", "async"])
-def legnext(request: pytest.FixtureRequest) -> ClientRunner:
-    """A runner for the sync client, then for the async one."""
-    return ClientRunner(is_async=request.param == "async")
+def client_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -58,6 +63,22 @@ def api() -> Any:
     """A respx router for the Legnext base URL; requests to unrouted paths fail the test."""
     with respx.mock(base_url=CLIENT_BASE_URL, assert_all_called=False) as router:
         yield router
+
+
+@pytest.fixture
+def legnext(client_mode: str, api: Any) -> ClientRunner:
+    """A runner for the sync client, then for the async one, answered by ``api``."""
+    return ClientRunner(is_async=client_mode == "async", router=api)
+
+
+@pytest.fixture
+def legnext_at(client_mode: str) -> Callable[..., ClientRunner]:
+    """Runners against a real server: ``legnext_at("http://127.0.0.1:PORT", api_key=...)``."""
+
+    def runner(base_url: str, **fields: Any) -> ClientRunner:
+        return ClientRunner(is_async=client_mode == "async", base_url=base_url, **fields)
+
+    return runner
 
 
 def _task_object(
@@ -132,3 +153,15 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 # --- end of Legnext HTTP client section -----------------------------------------------------------
+
+
+# --- Prefect layer: a temporary Prefect server for the session -----------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A temporary Prefect server (SQLite) for the session; PREFECT_API_URL points at it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -32,6 +32,7 @@ from prefect_legnext.endpoints import (
     endpoint_for,
 )
 from prefect_legnext.errors import (
+    InvalidRequestError,
     JobFailedError,
     JobTimeoutError,
     LegnextError,
@@ -128,14 +129,23 @@ class _ClientCore:
             payload: Any = response.json()
         except ValueError:
             payload = response.text
-        error = api_error_from_body(
-            response.status_code, payload, retry_after=retry_after_seconds(response)
+        # A server may echo request headers back: redact the key before the body is read,
+        # so that it reaches no part of the error (message, detail, the attached job).
+        return api_error_from_body(
+            response.status_code,
+            self._redact_json(payload),
+            retry_after=retry_after_seconds(response),
         )
-        # A server may echo request headers back; the key must not travel further.
-        error.message = self._redact(error.message)
-        error.raw_message = self._redact(error.raw_message)
-        error.args = tuple(self._redact(str(a)) for a in error.args)
-        return error
+
+    def _redact_json(self, value: Any) -> Any:
+        """Decoded JSON (or text) with the key redacted from every string in it."""
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, list):
+            return [self._redact_json(item) for item in value]
+        if isinstance(value, dict):
+            return {self._redact_json(k): self._redact_json(v) for k, v in value.items()}
+        return value
 
     def _transport_failure(
         self,
@@ -199,7 +209,9 @@ class _ClientCore:
                 f"unreadable answer from {response.request.url.path}: {type(exc).__name__}"
             ) from exc
 
-    def _poll_step(self, job: Job, job_id: str, started: float, deadline: float) -> float | None:
+    def _poll_step(
+        self, poll: PollPolicy, job: Job, job_id: str, started: float, deadline: float
+    ) -> float | None:
         """After a poll: None when the job completed, else seconds until the next poll.
 
         Raises:
@@ -215,7 +227,7 @@ class _ClientCore:
         now = time.monotonic()
         if now >= deadline:
             raise JobTimeoutError(job_id=job_id, job=job, waited_seconds=now - started)
-        return min(self.poll.next_wait(job), deadline - now)
+        return min(poll.next_wait(job), deadline - now)
 
     @staticmethod
     def _first_wait(poll: PollPolicy, job: Job | None) -> float:
@@ -223,7 +235,12 @@ class _ClientCore:
 
     @staticmethod
     def _job_id(job: str | Job) -> str:
-        return job.job_id if isinstance(job, Job) else parse_job_id(job)
+        if isinstance(job, Job):
+            return job.job_id
+        try:
+            return parse_job_id(job)
+        except ValueError as exc:
+            raise InvalidRequestError(GET_JOB.name, [("job_id", str(exc))]) from None
 
 
 class LegnextClient(_ClientCore):
@@ -308,7 +325,7 @@ class LegnextClient(_ClientCore):
             current = self.get_job(job_id)
             if on_update is not None:
                 on_update(current)
-            wait = self._poll_step(current, job_id, started, deadline)
+            wait = self._poll_step(poll, current, job_id, started, deadline)
         return current
 
     def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:
@@ -410,7 +427,7 @@ class AsyncLegnextClient(_ClientCore):
             current = await self.get_job(job_id)
             if on_update is not None:
                 on_update(current)
-            wait = self._poll_step(current, job_id, started, deadline)
+            wait = self._poll_step(poll, current, job_id, started, deadline)
         return current
 
     async def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:

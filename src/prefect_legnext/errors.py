@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 if TYPE_CHECKING:
     from prefect_legnext.responses import Job
 
@@ -216,7 +218,11 @@ def api_error_from_body(
     if isinstance(body, Mapping):
         error = body.get("error")
         if "job_id" in body and isinstance(error, Mapping):  # shape B
-            job = Job.model_validate(body)
+            try:
+                job = Job.model_validate(body)
+            except ValidationError:  # too partial to be a task: read its error as shape C
+                job = None
+        if job is not None:
             code, message = job.error.code, job.error.message
             raw_message, detail = job.error.raw_message, job.error.detail
         elif isinstance(error, Mapping):  # shape C

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.responses import Job, JobStatus
+from prefect_legnext.responses import Job, JobStatus, normalize_task_type
 
 DEFAULT_TYPICAL_SECONDS = (30.0, 90.0)
 
@@ -43,7 +43,7 @@ class PollPolicy:
     def first_wait(self, task_type: str) -> float:
         if self.first_check is not None:
             return self._jittered(self.first_check)
-        endpoint = ENDPOINTS_BY_NAME.get(task_type)
+        endpoint = ENDPOINTS_BY_NAME.get(normalize_task_type(task_type))
         low, _high = endpoint.typical_seconds if endpoint else DEFAULT_TYPICAL_SECONDS
         return self._jittered(low)
 
@@ -57,7 +57,3 @@ class PollPolicy:
     def _jittered(self, seconds: float) -> float:
         spread = seconds * self.jitter
         return max(self.min_interval, (seconds + random.uniform(-spread, spread)) * self.scale)
-
-
-def remaining(deadline: float, now: float) -> float:
-    return max(deadline - now, 0.0)

@@ -104,8 +104,10 @@ class JobOutput(ResponseModel):
     def _normalize_actions(cls, value: Any) -> Any:
         if value is None:
             return {}
-        if isinstance(value, dict):
-            return {normalize_task_type(k): v for k, v in value.items()}
+        if isinstance(value, dict):  # entries that are neither lists nor flags mean "not allowed"
+            return {
+                normalize_task_type(k): v for k, v in value.items() if isinstance(v, bool | list)
+            }
         return value
 
     def allows(self, action: str, image_no: int | None = None) -> bool:
@@ -131,7 +133,7 @@ class Job(ResponseModel):
     """A Legnext task object, as returned by every create call and by GET job."""
 
     job_id: str
-    model: str = ""
+    model: OptionalText = None
     task_type: str = ""
     status: Annotated[JobStatus | str, BeforeValidator(_status)]
     config: JobConfig | None = None

@@ -1,0 +1,232 @@
+"""The API key goes out in the x-api-key header and nowhere else: not in reprs, logs,
+exception messages (also when a server echoes it back) or reconciliation data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from prefect_legnext import (
+    AsyncLegnextClient,
+    InsufficientPointsError,
+    LegnextAPIError,
+    LegnextClient,
+    LegnextError,
+    OutcomeUnknownError,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+)
+from prefect_legnext.retry import NO_RETRY
+
+JOB = "1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b"
+LOGGERS = ("httpx", "httpcore", "prefect_legnext")
+QUICK = RetryPolicy(max_attempts=2, initial_delay=0.001, max_delay=0.001)
+
+
+def everything_about(error: BaseException) -> str:
+    """All the text an error can show: message, repr, traceback with its causes, and the
+    attributes our errors carry."""
+    parts = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    for name in ("message", "raw_message", "detail", "reason", "body"):
+        parts.append(repr(getattr(error, name, None)))
+    job = getattr(error, "job", None)
+    if job is not None:
+        parts.append(job.model_dump_json())
+    return "\n".join(parts)
+
+
+# --- reprs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+@pytest.mark.parametrize("wrap", [str, SecretStr])
+def test_the_key_is_not_in_the_clients_repr(cls: type, wrap: Callable[[str], Any]) -> None:
+    key = "lgx-repr-1234567890abcdef"
+    client = cls(wrap(key), base_url="https://api.legnext.test")
+    shown = [repr(client), str(client), repr(vars(client)), repr(client._http.auth)]
+    for text in shown:
+        assert key not in text
+    assert "api.legnext.test" in repr(client)
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+@pytest.mark.parametrize("key", ["", "   "])
+def test_an_empty_key_is_refused(cls: type, key: str) -> None:
+    with pytest.raises(ValueError, match="api_key is empty"):
+        cls(key)
+
+
+def test_the_key_travels_only_in_the_header(legnext: Any, api: Any, task_object: Any) -> None:
+    route = api.post("/api/v1/diffusion").respond(200, json=task_object())
+    legnext("diffusion", text="a cat")
+    request = route.calls.last.request
+    assert request.headers["x-api-key"] == legnext.api_key
+    assert legnext.api_key not in str(request.url)
+    assert legnext.api_key.encode() not in request.content
+    assert [k for k, v in request.headers.items() if legnext.api_key in v] == ["x-api-key"]
+
+
+# --- exception messages, also when the server echoes the key back ---------------------------------
+
+
+def echoing(shape: str, key: str, task_object: Any) -> dict[str, Any]:
+    said = f"invalid api key {key}"
+    if shape == "A":
+        return {"code": 401, "message": said, "raw_message": said, "detail": {"x-api-key": key}}
+    if shape == "B":
+        error = {"code": 10001, "raw_message": said, "message": said, "detail": [key]}
+        return task_object(job_id=JOB, status="failed", error=error)
+    return {"error": {"code": 401, "message": said}}
+
+
+@pytest.mark.parametrize("status", [401, 403, 429, 500])
+@pytest.mark.parametrize("shape", ["A", "B", "C"])
+def test_an_echoed_key_is_redacted_from_errors(
+    legnext: Any, api: Any, task_object: Any, status: int, shape: str
+) -> None:
+    key = legnext.api_key
+    api.get(f"/api/v1/job/{JOB}").respond(status, json=echoing(shape, key, task_object))
+
+    with pytest.raises(LegnextAPIError) as info:
+        legnext.with_options({"retry": NO_RETRY}, "get_job", JOB)
+
+    shown = everything_about(info.value)
+    assert key not in shown
+    assert "invalid api key **" in str(info.value)  # redacted, not dropped
+
+
+def test_an_echoed_key_in_a_non_json_body_is_redacted(legnext: Any, api: Any) -> None:
+    key = legnext.api_key
+    api.post("/api/v1/diffusion").respond(401, text=f"<html>bad key {key}</html>")
+    with pytest.raises(LegnextAPIError) as info:
+        legnext("diffusion", text="a cat")
+    assert key not in everything_about(info.value)
+    assert "bad key **" in str(info.value)
+
+
+def test_a_key_in_a_network_error_is_redacted(legnext: Any, api: Any) -> None:
+    key = legnext.api_key
+    api.get(f"/api/v1/job/{JOB}").mock(side_effect=httpx.ConnectError(f"proxy refused {key}"))
+    with pytest.raises(TransportError) as info:
+        legnext.with_options({"retry": QUICK}, "get_job", JOB)
+    assert key not in everything_about(info.value)
+    assert "proxy refused **" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(502, text="upstream down"), httpx.ReadTimeout("read timed out")],
+    ids=["502", "read-timeout"],
+)
+def test_outcome_unknown_carries_no_key(legnext: Any, api: Any, failure: Any) -> None:
+    route = api.post("/api/v1/upscale")
+    if isinstance(failure, Exception):
+        route.mock(side_effect=failure)
+    else:
+        route.mock(return_value=failure)
+
+    with pytest.raises(OutcomeUnknownError) as info:
+        legnext("upscale", job_id=JOB, image_no=0, type=1)
+
+    error = info.value
+    assert legnext.api_key not in everything_about(error)
+    assert error.body == {"jobId": JOB, "imageNo": 0, "type": 1}
+    assert JOB in str(error.body) and "upscale" in str(error)
+
+
+def test_outcome_unknown_redacts_a_key_in_the_network_error(legnext: Any, api: Any) -> None:
+    key = legnext.api_key
+    api.post("/api/v1/diffusion").mock(side_effect=httpx.RemoteProtocolError(f"reset {key}"))
+    with pytest.raises(OutcomeUnknownError) as info:
+        legnext("diffusion", text="a cat")
+    assert key not in everything_about(info.value)
+    assert "reset **" in info.value.reason
+
+
+# --- logs, through a real HTTP server so that httpcore logs too -----------------------------------
+
+SERVER_KEY = "lgx-live-5d4c3b2a19081726354"
+
+
+class EchoingLegnext(BaseHTTPRequestHandler):
+    """A tiny Legnext: checks the key, and echoes it back in every error body."""
+
+    def do_GET(self) -> None:
+        if self.path == "/api/account/balance":
+            self._send(200, {"code": 200, "message": "success", "data": {"available_points": 5}})
+        else:
+            self._send(500, {"code": 500, "message": f"db down for {self._key()}"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.path == "/api/v1/shorten":
+            self._send(200, {"job_id": JOB, "status": "pending", "task_type": "shorten"})
+        else:
+            said = f"not enough points for key {self._key()}"
+            self._send(402, {"code": 402, "message": said, "raw_message": said, "detail": None})
+
+    def _key(self) -> str:
+        return self.headers.get("x-api-key", "")
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        if self._key() != SERVER_KEY:
+            status, body = 401, {"code": 401, "message": "unauthorized"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def echo_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingLegnext)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_key_is_in_no_log_record(
+    legnext_at: Callable[..., Any], echo_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    runner = legnext_at(echo_server, api_key=SERVER_KEY)
+
+    assert runner("balance").available_points == 5
+    assert runner("shorten", prompt="a long prompt").job_id == JOB
+    with pytest.raises(ServerError) as failed_read:
+        runner.with_options({"retry": QUICK}, "get_job", JOB)
+    with pytest.raises(InsufficientPointsError) as failed_create:
+        runner("diffusion", text="a cat")
+
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    logged = [(r.name, formatter.format(r)) for r in caplog.records]
+    for name in LOGGERS:  # each logger did speak, so the check below means something
+        assert any(n == name or n.startswith(name + ".") for n, _ in logged), name
+    assert any("retrying" in text for _, text in logged)
+    for _name, text in logged:
+        assert SERVER_KEY not in text
+    for error in (failed_read.value, failed_create.value):
+        assert isinstance(error, LegnextError)
+        assert SERVER_KEY not in everything_about(error)
+        assert "**" in error.message  # the server did echo the key, and it was redacted
