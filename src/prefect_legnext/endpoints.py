@@ -91,6 +91,13 @@ class CreateEndpoint:
         except ValidationError as exc:
             raise InvalidRequestError(self.name, problems_of(exc)) from None
 
+    def parse_json(self, raw: bytes | str) -> m.LegnextRequest:
+        """Validate a JSON body as Legnext does: strict types, so ``"1"`` is not an integer."""
+        try:
+            return self.request.model_validate_json(raw, strict=True)
+        except ValidationError as exc:
+            raise InvalidRequestError(self.name, problems_of(exc)) from None
+
     def cost(self, request: m.LegnextRequest, parent_points: int | None = None) -> int:
         """Points this request costs. Parent-dependent costs without the parent's
         cost give the endpoint's highest price, so a budget check stays safe."""

@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 PROMPT_MAX = 8192
 URL_MAX = 1024
 POLYGON_SIZE_MIN, POLYGON_SIZE_MAX = 500, 4096
+UUID_FORM = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 DRAFT_FLAGS = re.compile(r"--draft\b")
 VERSION_7 = re.compile(r"--v(?:ersion)?\s+7(?:\.\d+)?\b")
 
@@ -35,9 +36,13 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _image_url(value: str) -> str:
     if len(value) > URL_MAX:
         raise ValueError(f"must be at most {URL_MAX} characters (got {len(value)})")
-    return value
+    return _http_url(value)
 
 
 def parse_job_id(value: Any) -> str:
@@ -48,16 +53,15 @@ def parse_job_id(value: Any) -> str:
     """
     if isinstance(value, uuid.UUID):
         return str(value)
-    if not isinstance(value, str):
-        raise ValueError("must be a job id (UUID string)")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError("must be a job id (UUID)") from None
+    if not isinstance(value, str) or not UUID_FORM.match(value):
+        raise ValueError("must be a job id: a UUID like 3c90c3cc-0d44-4b50-8888-8dd25736052a")
+    return value.lower()
 
 
 Prompt = Annotated[str, Field(min_length=1, max_length=PROMPT_MAX)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# Legnext limits the URLs of images it fetches (imgUrl) to 1024 characters.
+ImageUrl = Annotated[str, AfterValidator(_image_url)]
 JobId = Annotated[str, BeforeValidator(parse_job_id)]
 ImageNo = Annotated[int, Field(ge=0, le=3, description="image number 0..3")]
 VideoNo = Annotated[int, Field(ge=0, le=3, description="video number 0..3")]
@@ -93,6 +97,16 @@ class VideoType(IntEnum):
 AspectRatio = Literal["2:3", "1:1", "3:2"]
 
 
+def _not_bool(value: Any) -> Any:
+    # bool is an int in Python, and pydantic would read true as 1: Legnext would not.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+NoBool = BeforeValidator(_not_bool)
+
+
 class WireModel(BaseModel):
     """snake_case in Python, camelCase on the wire, unknown fields refused."""
 
@@ -101,6 +115,8 @@ class WireModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # Errors name fields as callers write them (job_id), not as the wire does (jobId).
+        loc_by_alias=False,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -137,7 +153,7 @@ class Mask(WireModel):
     """What to repaint: exactly one of `areas` (polygons) or `url` (white = repaint)."""
 
     areas: list[Polygon] | None = Field(default=None, min_length=1)
-    url: HttpUrl | None = None
+    url: ImageUrl | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Mask:
@@ -183,14 +199,14 @@ class DiffusionRequest(LegnextRequest):
 class VariationRequest(LegnextRequest):
     job_id: JobId
     image_no: ImageNo
-    type: VariationType
+    type: Annotated[VariationType, NoBool]
     remix_prompt: Prompt | None = None
 
 
 class UpscaleRequest(LegnextRequest):
     job_id: JobId
     image_no: ImageNo
-    type: UpscaleType
+    type: Annotated[UpscaleType, NoBool]
 
 
 class RerollRequest(LegnextRequest):
@@ -198,13 +214,13 @@ class RerollRequest(LegnextRequest):
 
 
 class BlendRequest(LegnextRequest):
-    img_urls: list[HttpUrl] = Field(min_length=2, max_length=5)
+    img_urls: list[ImageUrl] = Field(min_length=2, max_length=5)
     # The one snake_case key on Legnext's wire.
     aspect_ratio: AspectRatio = Field(alias="aspect_ratio")
 
 
 class DescribeRequest(LegnextRequest):
-    img_url: HttpUrl
+    img_url: ImageUrl
 
 
 class ShortenRequest(LegnextRequest):
@@ -214,7 +230,7 @@ class ShortenRequest(LegnextRequest):
 class PanRequest(LegnextRequest):
     job_id: JobId
     image_no: ImageNo
-    direction: PanDirection
+    direction: Annotated[PanDirection, NoBool]
     scale: float = Field(ge=1.1, le=3.0)
     remix_prompt: Prompt | None = None
 
@@ -250,7 +266,7 @@ class RemixRequest(LegnextRequest):
     job_id: JobId
     image_no: ImageNo
     remix_prompt: Prompt
-    mode: RemixMode | None = None
+    mode: Annotated[RemixMode, NoBool] | None = None
 
 
 class EditRequest(LegnextRequest):
@@ -262,7 +278,7 @@ class EditRequest(LegnextRequest):
 
 
 class UploadPaintRequest(LegnextRequest):
-    img_url: HttpUrl
+    img_url: ImageUrl
     canvas: Canvas
     img_pos: ImagePosition
     remix_prompt: Prompt
@@ -270,12 +286,12 @@ class UploadPaintRequest(LegnextRequest):
 
 
 class RetextureRequest(LegnextRequest):
-    img_url: HttpUrl
+    img_url: ImageUrl
     remix_prompt: Prompt
 
 
 class RemoveBackgroundRequest(LegnextRequest):
-    img_url: HttpUrl
+    img_url: ImageUrl
 
 
 class EnhanceRequest(LegnextRequest):
@@ -289,7 +305,7 @@ class VideoDiffusionRequest(LegnextRequest):
     job_id: JobId | None = None
     image_no: ImageNo | None = None
     prompt: Prompt | None = None
-    video_type: VideoType | None = None
+    video_type: Annotated[VideoType, NoBool] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> VideoDiffusionRequest:
@@ -300,7 +316,7 @@ class VideoDiffusionRequest(LegnextRequest):
                 raise ValueError("needs job_id and image_no, or a prompt")
             first = self.prompt.split(maxsplit=1)[0]
             try:
-                _http_url(first)
+                _image_url(first)
             except ValueError:
                 raise ValueError(
                     'without job_id, prompt must start with an image URL: "<image url> <text>"'

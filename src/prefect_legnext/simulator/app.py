@@ -78,8 +78,12 @@ def build_app(engine: Engine) -> Starlette:
                 return _error(
                     SimulatorError(400, "Invalid request parameters", raw="body is not JSON")
                 )
+            if not isinstance(body, dict):
+                return _error(
+                    SimulatorError(400, "Invalid request parameters", raw="body must be an object")
+                )
             try:
-                job = engine.create(endpoint, body)
+                job = engine.create(endpoint, raw)
             except SimulatorError as exc:
                 return _error(exc)
             if engine.draw(engine.faults(endpoint.name).drop_after_accept_rate):

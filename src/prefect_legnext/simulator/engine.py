@@ -177,19 +177,16 @@ class Engine:
 
     # -- creates -------------------------------------------------------------------------
 
-    def create(self, endpoint: CreateEndpoint, body: Any) -> SimJob:
+    def create(self, endpoint: CreateEndpoint, raw: bytes) -> SimJob:
         """Validate, check parent, moderation and points, then freeze points and queue.
 
         Raises:
             SimulatorError: with Legnext's status and body shape for the refusal.
         """
-        if not isinstance(body, dict):
-            raise SimulatorError(400, "Invalid request parameters", raw="body must be an object")
         try:
-            request = endpoint.parse(body)
+            request = endpoint.parse_json(raw)
         except InvalidRequestError as exc:
-            raw = "; ".join(f"{f}: {r}" if f else r for f, r in exc.problems)
-            raise SimulatorError(400, "Invalid request parameters", raw=raw) from None
+            raise SimulatorError(400, "Invalid request parameters", raw=str(exc)) from None
         self._moderate(endpoint, request)
         parent = self._parent_of(endpoint, request)
         render_endpoint, render_request = endpoint, request
