@@ -1,5 +1,6 @@
 """prefect-legnext: run Legnext (Midjourney) image pipelines with Prefect 3."""
 
+from prefect_legnext.blocks import LegnextCredentials
 from prefect_legnext.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.endpoints import CREATE_ENDPOINTS, QUERY_ENDPOINTS, CreateEndpoint, endpoint
 from prefect_legnext.errors import (
@@ -41,6 +42,7 @@ __all__ = [
     "JobTimeoutError",
     "LegnextAPIError",
     "LegnextClient",
+    "LegnextCredentials",
     "LegnextError",
     "NotFoundError",
     "OutcomeUnknownError",

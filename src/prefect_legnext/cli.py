@@ -138,6 +138,7 @@ def simulator(
     points: Annotated[int, typer.Option(help="Starting balance in points.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seeds durations, images and faults.")] = 0,
     output_ttl: Annotated[float, typer.Option(help="Seconds output URLs live.")] = 3600.0,
+    video_bytes: Annotated[int, typer.Option(help="Size of each video file.")] = 256 * 1024,
     callback_secret: Annotated[
         str | None, typer.Option(help="Sign callbacks with this secret.", show_default=False)
     ] = None,
@@ -160,6 +161,7 @@ def simulator(
             points=points,
             seed=seed,
             output_ttl=output_ttl,
+            video_bytes=video_bytes,
             callback_secret=SecretStr(callback_secret) if callback_secret else None,
             faults=parse_faults(fault or []),
         )

@@ -8,6 +8,8 @@ depends on prefect-legnext can use them::
         ...
 
 Every simulator started here is stopped at teardown, also when the test fails.
+`legnext_s3_bucket` gives a fresh bucket on moto's S3 server, run over HTTP on
+loopback for the session.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from prefect_aws import S3Bucket
+
     from prefect_legnext.client import AsyncLegnextClient, LegnextClient
+    from prefect_legnext.local_s3 import LocalS3Server
     from prefect_legnext.simulator import LegnextSimulator
 
 TEST_TIME_SCALE = 0.001
@@ -69,3 +74,19 @@ def legnext_simulator(
 ) -> LegnextSimulator:
     """A fresh simulator at 1/1000 of Legnext's speed, on a free loopback port."""
     return legnext_simulator_factory()
+
+
+@pytest.fixture(scope="session")
+def local_s3_server() -> Iterator[LocalS3Server]:
+    """moto's S3 server on loopback for the whole session (needs the ``demo`` extra)."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    from prefect_legnext.local_s3 import LocalS3Server
+
+    with LocalS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def legnext_s3_bucket(local_s3_server: LocalS3Server) -> S3Bucket:
+    """A fresh, empty bucket on the local S3 server, as a prefect-aws `S3Bucket` block."""
+    return local_s3_server.create_bucket()

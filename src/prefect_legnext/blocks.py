@@ -1,0 +1,84 @@
+"""Prefect blocks. Only credentials live here: storage is prefect-aws's `S3Bucket`
+(with `AwsCredentials` or `MinIOCredentials` for any S3-compatible endpoint)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from prefect_legnext.client import DEFAULT_BASE_URL, AsyncLegnextClient, LegnextClient
+from prefect_legnext.polling import PollPolicy
+
+PROJECT_URL = "https://github.com/prefect-legnext/prefect-legnext"
+LOGO_URL = f"{PROJECT_URL}/raw/main/src/prefect_legnext/assets/logo.png"
+DOCS_URL = f"{PROJECT_URL}/blob/main/docs/prefect.md"
+
+
+class LegnextCredentials(CredentialsBlock):
+    """Credentials and connection settings for a Legnext account.
+
+    Example:
+        Load saved credentials in a flow and read the balance:
+        ```python
+        from prefect_legnext import LegnextCredentials
+
+        legnext_credentials = LegnextCredentials.load("BLOCK_NAME")
+        with legnext_credentials.get_client() as client:
+            print(client.balance().available_points)
+        ```
+    """
+
+    _block_type_name = "Legnext Credentials"
+    _block_type_slug = "legnext-credentials"
+    # The file is shipped in the package too: prefect_legnext/assets/logo.png.
+    _logo_url = LOGO_URL  # type: ignore[assignment]
+    _documentation_url = DOCS_URL  # type: ignore[assignment]
+    _description = "Legnext (Midjourney API) key, endpoint and account limits."
+
+    api_key: SecretStr = Field(
+        default=...,
+        title="API key",
+        description="The Legnext API key, sent as the x-api-key header. Never logged.",
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        title="Base URL",
+        description="Legnext's address; point it at a simulator for offline runs.",
+    )
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        title="Request timeout (s)",
+        description="Read timeout of each HTTP request to Legnext.",
+    )
+    concurrent_jobs: int = Field(
+        default=6,
+        ge=1,
+        title="Concurrent jobs",
+        description="Jobs the account runs at once (Legnext's cap is 6); sizes the "
+        "legnext-account concurrency limit.",
+    )
+    poll_scale: float = Field(
+        default=1.0,
+        gt=0,
+        title="Poll timing scale",
+        description="Multiplies poll intervals: 1.0 for Legnext, the simulator's "
+        "time scale when pointed at a simulator.",
+    )
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "timeout": self.timeout_seconds,
+            "poll": PollPolicy(scale=self.poll_scale),
+        }
+
+    def get_client(self) -> LegnextClient:
+        """A synchronous client; use it as a context manager to close its connections."""
+        return LegnextClient(self.api_key, **self._options())
+
+    def get_async_client(self) -> AsyncLegnextClient:
+        """An asynchronous client; use it as an async context manager."""
+        return AsyncLegnextClient(self.api_key, **self._options())

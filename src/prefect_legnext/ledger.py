@@ -1,0 +1,328 @@
+"""Never pay twice: an idempotency ledger for paid creates.
+
+Legnext has no idempotency key, so we keep our own: for each submit, a record
+``key -> job id`` in a small ledger (objects in the S3 bucket, or files in a
+local directory). The protocol, in `submit_once`:
+
+1. A record with a job id exists: reuse that job, no POST.
+2. A record without a job id exists (a previous attempt died or lost the answer
+   after sending): reconcile with the account's active tasks before anything else;
+   adopt the job when exactly one candidate fits, else stop with
+   `OutcomeUnknownError` (or resubmit, when the caller accepts that risk).
+3. No record: write ``submitting`` first (write-ahead), POST, then record the job
+   id. A POST refused before acceptance (4xx, 429, connection never made) deletes
+   the record: nothing was created, a retry may POST again.
+
+Why a ledger and not Prefect's result cache: a cached result exists only once the
+task has *finished*; a worker that dies between the POST and the end of the task
+leaves no result, and the retry would pay again. The write-ahead record survives it.
+The S3 ledger lives beside the outputs, is shared by every worker and needs no
+Prefect server; the local ledger suits one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel
+
+from prefect_legnext.endpoints import CreateEndpoint, endpoint_for
+from prefect_legnext.errors import LegnextError, OutcomeUnknownError
+from prefect_legnext.models import LegnextRequest
+
+if TYPE_CHECKING:
+    from prefect_aws import S3Bucket
+
+    from prefect_legnext.client import LegnextClient
+    from prefect_legnext.responses import Job
+
+logger = logging.getLogger("prefect_legnext.ledger")
+
+CLOCK_SKEW = timedelta(minutes=2)
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+CALLBACK_TAG = "legnext_idempotency_key"
+OnUnknown = Literal["raise", "resubmit"]
+
+
+class LedgerRecord(BaseModel):
+    key: str
+    endpoint: str
+    task_type: str
+    body_sha256: str
+    state: Literal["submitting", "submitted", "unknown"]
+    job_id: str | None = None
+    submitted_at: datetime
+    updated_at: datetime
+    callback: str | None = None
+
+
+class JobLedger(Protocol):
+    """Where ``key -> job id`` records live."""
+
+    def get(self, key: str) -> LedgerRecord | None: ...
+    def put(self, record: LedgerRecord) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def job_ids_since(self, since: datetime) -> set[str]: ...
+
+
+class LocalLedger:
+    """Records as JSON files in a directory: for one machine (tests, a laptop)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).expanduser()
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalLedger({str(self.directory)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> LedgerRecord | None:
+        try:
+            return LedgerRecord.model_validate_json(self._path(key).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def put(self, record: LedgerRecord) -> None:
+        # Write then rename: a reader never sees half a record.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(record.model_dump_json().encode())
+        os.replace(tmp, self._path(record.key))
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def job_ids_since(self, since: datetime) -> set[str]:
+        ids = set()
+        for path in self.directory.glob("*.json"):
+            record = LedgerRecord.model_validate_json(path.read_bytes())
+            if record.job_id and record.updated_at >= since:
+                ids.add(record.job_id)
+        return ids
+
+
+class S3Ledger:
+    """Records as small JSON objects under ``{bucket_folder}/{prefix}/`` of an S3 bucket:
+    shared by every worker, durable, beside the outputs they protect."""
+
+    def __init__(self, bucket: S3Bucket, prefix: str = "legnext/_ledger") -> None:
+        self.bucket = bucket
+        self.prefix = bucket._resolve_path(prefix.strip("/"))
+        self._s3 = bucket.credentials.get_s3_client()
+
+    def __repr__(self) -> str:
+        return f"S3Ledger(s3://{self.bucket.bucket_name}/{self.prefix})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}.json"
+
+    def get(self, key: str) -> LedgerRecord | None:
+        try:
+            answer = self._s3.get_object(Bucket=self.bucket.bucket_name, Key=self._key(key))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return LedgerRecord.model_validate_json(answer["Body"].read())
+
+    def put(self, record: LedgerRecord) -> None:
+        self._s3.put_object(
+            Bucket=self.bucket.bucket_name,
+            Key=self._key(record.key),
+            Body=record.model_dump_json().encode(),
+            ContentType="application/json",
+        )
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket.bucket_name, Key=self._key(key))
+
+    def job_ids_since(self, since: datetime) -> set[str]:
+        ids = set()
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket.bucket_name, Prefix=f"{self.prefix}/"
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["LastModified"] >= since:
+                    record = self.get(item["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
+                    if record is not None and record.job_id:
+                        ids.add(record.job_id)
+        return ids
+
+
+def default_ledger_dir() -> Path:
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value()) / "legnext" / "ledger"
+
+
+def resolve_ledger(ledger: JobLedger | S3Bucket | str | Path | None) -> JobLedger:
+    """An S3Bucket gives an `S3Ledger`, a path a `LocalLedger`, None the local default."""
+    from prefect_aws import S3Bucket
+
+    if ledger is None:
+        return LocalLedger(default_ledger_dir())
+    if isinstance(ledger, S3Bucket):
+        return S3Ledger(ledger)
+    if isinstance(ledger, str | Path):
+        return LocalLedger(ledger)
+    return ledger
+
+
+def body_sha256(endpoint: CreateEndpoint, request: LegnextRequest) -> str:
+    """What a submit is, for keys and conflict checks: endpoint and body, callback aside."""
+    wire = request.to_wire()
+    wire.pop("callback", None)
+    canonical = json.dumps([endpoint.name, wire], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def derive_key(endpoint: CreateEndpoint, request: LegnextRequest, scope: list[str]) -> str:
+    """A key from the run (flow run id, task position) and the request's content."""
+    basis = json.dumps([*scope, body_sha256(endpoint, request)])
+    return hashlib.sha256(basis.encode()).hexdigest()[:40]
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.match(key):
+        raise ValueError(
+            f"idempotency_key {key!r} must be 1-128 characters of letters, digits, '.', '_', '-'"
+        )
+    return key
+
+
+def tag_callback(request: LegnextRequest, key: str) -> LegnextRequest:
+    """Add the key to the callback URL, which Legnext echoes in the task object, so that
+    reconciliation can recognise our job exactly."""
+    if request.callback is None:
+        return request
+    parts = urlsplit(request.callback)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != CALLBACK_TAG]
+    query.append((CALLBACK_TAG, key))
+    return request.model_copy(
+        update={"callback": urlunsplit(parts._replace(query=urlencode(query)))}
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def submit_once(
+    client: LegnextClient,
+    ledger: JobLedger,
+    request: LegnextRequest,
+    key: str,
+    *,
+    on_unknown: OnUnknown = "raise",
+) -> tuple[Job, bool]:
+    """Submit `request` at most once per `key`. Returns the job and whether it was
+    reused (True) rather than created by this call.
+
+    Raises:
+        OutcomeUnknownError: a previous or this attempt may have created a job that
+            reconciliation could not identify; nothing new was submitted.
+        ValueError: `key` was used before for a different request.
+    """
+    endpoint = endpoint_for(request)
+    digest = body_sha256(endpoint, request)
+    request = tag_callback(request, key)
+    record = ledger.get(key)
+    if record is not None:
+        if record.body_sha256 != digest:
+            raise ValueError(
+                f"idempotency key {key} was used for a different {record.endpoint} request"
+            )
+        if record.job_id is not None:
+            logger.info("reusing job %s for key %s: no new submit", record.job_id, key)
+            return client.get_job(record.job_id), True
+        adopted = reconcile(client, ledger, record)
+        if adopted is not None:
+            return adopted, True
+        if on_unknown == "raise":
+            raise _unknown(record, "an earlier attempt's outcome could not be reconciled")
+        logger.warning("resubmitting %s for key %s at the caller's request", endpoint.name, key)
+    now = _now()
+    record = LedgerRecord(
+        key=key,
+        endpoint=endpoint.name,
+        task_type=endpoint.task_type,
+        body_sha256=digest,
+        state="submitting",
+        submitted_at=now,
+        updated_at=now,
+        callback=request.callback,
+    )
+    ledger.put(record)
+    try:
+        job = client.create(request)
+    except OutcomeUnknownError:
+        record = record.model_copy(update={"state": "unknown", "updated_at": _now()})
+        ledger.put(record)
+        adopted = reconcile(client, ledger, record)
+        if adopted is None:
+            raise
+        return adopted, True
+    except LegnextError:
+        ledger.delete(key)  # refused before acceptance: nothing exists, nothing is owed
+        raise
+    _record_job(ledger, record, job.job_id)
+    return job, False
+
+
+def reconcile(client: LegnextClient, ledger: JobLedger, record: LedgerRecord) -> Job | None:
+    """Find the job an unanswered submit created, among the account's active tasks:
+    same task type, created since the submit (minus clock skew), not claimed by another
+    ledger record, and, when we sent a callback, echoing our key in it."""
+    since = record.submitted_at - CLOCK_SKEW
+    claimed = ledger.job_ids_since(since)
+    candidates = [
+        task
+        for task in client.active_tasks().tasks
+        if task.task_type == record.task_type
+        and (task.created_at is None or task.created_at >= since)
+        and task.job_id not in claimed
+    ]
+    jobs = [client.get_job(task.job_id) for task in candidates]
+    if record.callback:
+        jobs = [job for job in jobs if _echoes(job, record.key)]
+    if len(jobs) != 1:
+        logger.warning(
+            "reconciling key %s: %d candidate jobs of type %s; not adopting any",
+            record.key, len(jobs), record.task_type,
+        )  # fmt: skip
+        return None
+    job = jobs[0]
+    logger.warning("reconciled key %s with job %s created by a lost submit", record.key, job.job_id)
+    _record_job(ledger, record, job.job_id)
+    return job
+
+
+def _echoes(job: Job, key: str) -> bool:
+    hook = job.config.webhook_config if job.config else None
+    return hook is not None and f"{CALLBACK_TAG}={key}" in (hook.endpoint or "")
+
+
+def _record_job(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
+    ledger.put(
+        record.model_copy(update={"state": "submitted", "job_id": job_id, "updated_at": _now()})
+    )
+
+
+def _unknown(record: LedgerRecord, reason: str) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        endpoint=record.endpoint,
+        task_type=record.task_type,
+        body={"idempotency_key": record.key},
+        submitted_at=record.submitted_at,
+        reason=reason,
+    )

@@ -1,0 +1,387 @@
+"""Persist a completed job's outputs to S3 before Legnext's temporary URLs expire.
+
+Each output URL is streamed (httpx) through SHA-256 into a spooled temporary file
+(memory up to 2 MiB, then disk) and uploaded with boto3's managed transfer
+(multipart above 8 MiB, two parts in flight). Spooling rather than piping means an S3 retry never
+needs the Legnext URL again, which may have expired by then; memory stays bounded.
+
+Keys, under the bucket's folder::
+
+    {prefix}/{job_id}/{n}.{ext}   one per output file (n = image or video number)
+    {prefix}/{job_id}/grid.png    the 2x2 composite of grid jobs
+    {prefix}/{job_id}/job.json    sidecar: job metadata and every file's hash
+
+Objects carry their SHA-256 as metadata ``sha256``; an object already there with
+the same hash and size is not uploaded again, and a job whose sidecar lists files
+that are all present is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mimetypes
+import time
+from datetime import UTC, datetime
+from tempfile import SpooledTemporaryFile
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from pydantic import BaseModel, Field
+
+from prefect_legnext.errors import LegnextError
+from prefect_legnext.responses import Job
+
+if TYPE_CHECKING:
+    from prefect_aws import S3Bucket
+
+logger = logging.getLogger("prefect_legnext.storage")
+
+SPOOL_BYTES = 2 * 1024 * 1024  # files up to this stay in memory, larger ones go to disk
+PART_BYTES = 8 * 1024 * 1024  # multipart above this, in parts of this size
+UPLOAD_THREADS = 2  # parts in flight: memory is about PART_BYTES * UPLOAD_THREADS
+CHUNK_BYTES = 1024 * 1024
+DOWNLOAD_ATTEMPTS = 3
+DEFAULT_PREFIX = "legnext"
+
+
+class StorageError(LegnextError):
+    """Persisting outputs failed."""
+
+
+class BucketNotFoundError(StorageError):
+    """The S3 bucket does not exist at the configured endpoint."""
+
+
+class StorageAccessError(StorageError):
+    """S3 refused the credentials or the operation."""
+
+
+class StorageUnavailableError(StorageError):
+    """S3 could not be reached or answered with a transient error; safe to retry."""
+
+
+class OutputExpiredError(StorageError):
+    """A Legnext output URL no longer serves its file (temporary URLs expire)."""
+
+
+class DownloadError(StorageError):
+    """An output download failed or was cut short; safe to retry while the URL lives."""
+
+
+class PersistedFile(BaseModel):
+    """One stored output: where it is and what it is (never its bytes)."""
+
+    uri: str = Field(description="s3://bucket/key")
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    content_type: str
+    source_url: str
+    index: int | None = Field(default=None, description="image/video number; None for the grid")
+    reused: bool = Field(default=False, description="already stored with the same hash")
+
+
+class PersistedJob(BaseModel):
+    """A job's stored outputs and sidecar."""
+
+    job_id: str
+    task_type: str
+    files: list[PersistedFile]
+    grid: PersistedFile | None = None
+    sidecar_uri: str
+
+    @property
+    def uris(self) -> list[str]:
+        return [f.uri for f in self.files]
+
+
+def job_folder(bucket: S3Bucket, prefix: str, job_id: str) -> str:
+    """The key folder of a job's outputs, inside the bucket's own folder."""
+    return bucket._resolve_path(f"{prefix.strip('/')}/{job_id}")
+
+
+def persist_job(
+    job: Job,
+    bucket: S3Bucket,
+    prefix: str = DEFAULT_PREFIX,
+    *,
+    metadata: dict[str, Any] | None = None,
+    include_grid: bool = True,
+    http: httpx.Client | None = None,
+) -> PersistedJob:
+    """Store every output of a completed `job` in `bucket` with a JSON sidecar.
+
+    Args:
+        job: a completed job (from `wait_for_job`).
+        bucket: prefect-aws `S3Bucket` (AWS, MinIO, R2, ... by endpoint URL).
+        prefix: key prefix under the bucket's folder.
+        metadata: extra sidecar fields (prompt, parent job and image number, ...).
+        include_grid: also store the 2x2 composite of grid jobs.
+
+    Raises:
+        OutputExpiredError: a URL no longer serves its file (names the URL).
+        BucketNotFoundError, StorageAccessError: naming the bucket.
+        StorageUnavailableError, DownloadError: transient; retry.
+    """
+    if not job.is_completed:
+        raise StorageError(f"job {job.job_id} is {job.status}, not completed: nothing to persist")
+    s3 = bucket.credentials.get_s3_client()
+    folder = job_folder(bucket, prefix, job.job_id)
+    sidecar_key = f"{folder}/job.json"
+    stored = _stored_sidecar(s3, bucket, sidecar_key)
+    if stored is not None:
+        logger.info("outputs of job %s already stored under %s", job.job_id, folder)
+        return stored
+
+    owns_http = http is None
+    http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+    try:
+        files = [
+            _persist_url(s3, bucket, http, url, f"{folder}/{n}", n)
+            for n, url in enumerate(job.output_urls)
+        ]
+        grid = None
+        output = job.output
+        if include_grid and output and output.image_url and output.image_url not in job.output_urls:
+            grid = _persist_url(s3, bucket, http, output.image_url, f"{folder}/grid", None)
+    finally:
+        if owns_http:
+            http.close()
+
+    sidecar_uri = f"s3://{bucket.bucket_name}/{sidecar_key}"
+    result = PersistedJob(
+        job_id=job.job_id,
+        task_type=job.task_type,
+        files=files,
+        grid=grid,
+        sidecar_uri=sidecar_uri,
+    )
+    sidecar = {
+        "job_id": job.job_id,
+        "task_type": job.task_type,
+        "seed": job.output.seed if job.output else None,
+        "points": job.points,
+        "created_at": _iso(job.meta.created_at),
+        "started_at": _iso(job.meta.started_at),
+        "ended_at": _iso(job.meta.ended_at),
+        "persisted_at": datetime.now(UTC).isoformat(),
+        "original_urls": job.output_urls,
+        "original_grid_url": output.image_url if output else None,
+        **(metadata or {}),
+        "files": [f.model_dump(mode="json") for f in files],
+        "grid": grid.model_dump(mode="json") if grid else None,
+    }
+    _s3_call(
+        bucket,
+        s3.put_object,
+        Bucket=bucket.bucket_name,
+        Key=sidecar_key,
+        Body=json.dumps(sidecar, indent=2).encode(),
+        ContentType="application/json",
+    )
+    return result
+
+
+def presigned_url(bucket: S3Bucket, key: str, expires_seconds: int = 3600) -> str:
+    """A temporary HTTPS URL of a stored object (e.g. to hand our copy to retexture)."""
+    s3 = bucket.credentials.get_s3_client()
+    url: str = _s3_call(
+        bucket,
+        s3.generate_presigned_url,
+        "get_object",
+        Params={"Bucket": bucket.bucket_name, "Key": key},
+        ExpiresIn=expires_seconds,
+    )
+    return url
+
+
+def _stored_sidecar(s3: Any, bucket: S3Bucket, key: str) -> PersistedJob | None:
+    """The job's record when its sidecar and every file it lists are already stored."""
+    try:
+        body = s3.get_object(Bucket=bucket.bucket_name, Key=key)["Body"].read()
+    except ClientError as exc:
+        if _code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise _storage_error(bucket, exc) from exc
+    sidecar = json.loads(body)
+    files = [PersistedFile.model_validate({**f, "reused": True}) for f in sidecar["files"]]
+    grid = sidecar.get("grid")
+    every = files + ([PersistedFile.model_validate(grid)] if grid else [])
+    for item in every:
+        head = _head(s3, bucket, item.key)
+        if head is None or head["ContentLength"] != item.size:
+            return None
+    return PersistedJob(
+        job_id=sidecar["job_id"],
+        task_type=sidecar["task_type"],
+        files=files,
+        grid=PersistedFile.model_validate({**grid, "reused": True}) if grid else None,
+        sidecar_uri=f"s3://{bucket.bucket_name}/{key}",
+    )
+
+
+def _persist_url(
+    s3: Any, bucket: S3Bucket, http: httpx.Client, url: str, stem: str, index: int | None
+) -> PersistedFile:
+    with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        digest, size, content_type = _download(http, url, spool)
+        key = f"{stem}{_extension(url, content_type)}"
+        head = _head(s3, bucket, key)
+        reused = (
+            head is not None
+            and head["ContentLength"] == size
+            and head.get("Metadata", {}).get("sha256") == digest
+        )
+        if not reused:
+            spool.seek(0)
+            _upload(s3, bucket, spool, key, digest, content_type)
+            head = _head(s3, bucket, key)
+            if head is None or head["ContentLength"] != size:
+                raise StorageError(
+                    f"s3://{bucket.bucket_name}/{key} holds "
+                    f"{head['ContentLength'] if head else 'no'} bytes after upload, expected {size}"
+                )
+    return PersistedFile(
+        uri=f"s3://{bucket.bucket_name}/{key}",
+        bucket=bucket.bucket_name,
+        key=key,
+        sha256=digest,
+        size=size,
+        content_type=content_type,
+        source_url=url,
+        index=index,
+        reused=reused,
+    )
+
+
+def _download(http: httpx.Client, url: str, sink: IO[bytes]) -> tuple[str, int, str]:
+    """Stream `url` into `sink`, hashing as it goes; retried while the URL lives."""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        sink.seek(0)
+        sink.truncate()
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with http.stream("GET", url) as response:
+                if response.status_code in (403, 404, 410):
+                    raise OutputExpiredError(
+                        f"output URL {url} answered HTTP {response.status_code}: it has expired "
+                        "or never existed; Legnext's URLs are temporary, persist at completion"
+                    )
+                if response.status_code != 200:
+                    raise DownloadError(f"output URL {url} answered HTTP {response.status_code}")
+                expected = response.headers.get("content-length")
+                content_type = response.headers.get("content-type", "").split(";")[0].strip()
+                for chunk in response.iter_bytes(CHUNK_BYTES):
+                    hasher.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+            if expected is not None and int(expected) != size:
+                raise DownloadError(f"output URL {url} sent {size} of {expected} bytes")
+            return hasher.hexdigest(), size, content_type or _guess_type(url)
+        except (httpx.TransportError, DownloadError) as exc:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                if isinstance(exc, DownloadError):
+                    raise
+                raise DownloadError(f"downloading {url} failed: {type(exc).__name__}") from exc
+            logger.warning("download of %s failed (%s); retrying", url, exc)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _upload(
+    s3: Any, bucket: S3Bucket, body: IO[bytes], key: str, digest: str, content_type: str
+) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(
+        multipart_threshold=PART_BYTES,
+        multipart_chunksize=PART_BYTES,
+        max_concurrency=UPLOAD_THREADS,
+    )
+    # s3transfer buffers up to this many parts of a file object in memory (default 10,
+    # i.e. 80 MiB): keep it to the parts in flight so memory does not grow with the file.
+    config.max_in_memory_upload_chunks = UPLOAD_THREADS
+    _s3_call(
+        bucket,
+        s3.upload_fileobj,
+        body,
+        bucket.bucket_name,
+        key,
+        ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": digest}},
+        Config=config,
+    )
+
+
+def _head(s3: Any, bucket: S3Bucket, key: str) -> dict[str, Any] | None:
+    try:
+        head: dict[str, Any] = s3.head_object(Bucket=bucket.bucket_name, Key=key)
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise _storage_error(bucket, exc) from exc
+    except (BotoCoreError, OSError) as exc:
+        raise _storage_error(bucket, exc) from exc
+    return head
+
+
+def _s3_call(bucket: S3Bucket, call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise _storage_error(bucket, exc) from exc
+    except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError as text
+        if type(exc).__name__ == "S3UploadFailedError":
+            raise _storage_error(bucket, exc) from exc
+        raise
+
+
+def _storage_error(bucket: S3Bucket, exc: Exception) -> StorageError:
+    name = bucket.bucket_name
+    endpoint = bucket.credentials.aws_client_parameters.endpoint_url or "AWS"
+    code = _code(exc) if isinstance(exc, ClientError) else ""
+    text = f"{code} {exc}"
+    if "NoSuchBucket" in text:
+        return BucketNotFoundError(f"S3 bucket {name!r} does not exist at {endpoint}")
+    if any(
+        marker in text
+        for marker in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
+    ):
+        return StorageAccessError(
+            f"S3 refused access to bucket {name!r} at {endpoint} ({code or type(exc).__name__}): "
+            "check the credentials block"
+        )
+    if isinstance(exc, EndpointConnectionError | OSError) or code in (
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "500",
+        "503",
+    ):
+        return StorageUnavailableError(f"S3 at {endpoint} unavailable for bucket {name!r}: {exc}")
+    return StorageError(f"S3 operation on bucket {name!r} failed: {exc}")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _extension(url: str, content_type: str) -> str:
+    suffix = "." + urlsplit(url).path.rsplit(".", 1)[-1] if "." in urlsplit(url).path else ""
+    if suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".mp4", ".gif"):
+        return suffix.lower()
+    return mimetypes.guess_extension(content_type) or ".bin"
+
+
+def _guess_type(url: str) -> str:
+    return mimetypes.guess_type(urlsplit(url).path)[0] or "application/octet-stream"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

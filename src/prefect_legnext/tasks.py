@@ -1,0 +1,423 @@
+"""Prefect tasks over the Legnext client, each in a sync and an async form.
+
+- ``submit_<endpoint>`` / ``asubmit_<endpoint>`` for each of the create endpoints,
+  generated from `endpoints.CREATE_ENDPOINTS` (e.g. `submit_diffusion`,
+  `asubmit_inpaint`), and the generic `submit_request` taking a request model.
+  Every submit goes through the idempotency ledger (`prefect_legnext.ledger`):
+  a task retry, a flow retry or a re-run of the same flow run reuses the job
+  instead of paying again.
+- `wait_for_job` / `await_for_job`: one task run per job wait; polls happen inside.
+- `get_job` / `aget_job`, `get_balance` / `aget_balance`: free reads.
+- `persist_outputs` / `apersist_outputs`: stream a job's outputs into S3.
+
+Retries go through Prefect (exponential backoff with jitter) and only for
+transient errors: never for bad input, authentication, insufficient points or
+content rejection. The sync form is chosen in sync contexts, the async form in
+async ones (`async_dispatch`); call ``.aio`` or the ``a``-prefixed task to force async.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from prefect import Task, task
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from prefect.tasks import exponential_backoff
+from prefect.utilities.asyncutils import run_sync_in_worker_thread
+
+from prefect_legnext.blocks import LegnextCredentials
+from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint, endpoint_for
+from prefect_legnext.errors import (
+    OutcomeUnknownError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from prefect_legnext.ledger import (
+    JobLedger,
+    OnUnknown,
+    check_key,
+    derive_key,
+    resolve_ledger,
+    submit_once,
+)
+from prefect_legnext.models import LegnextRequest
+from prefect_legnext.responses import Balance, Job
+from prefect_legnext.storage import (
+    DEFAULT_PREFIX,
+    DownloadError,
+    PersistedJob,
+    StorageUnavailableError,
+    persist_job,
+)
+
+if TYPE_CHECKING:
+    from prefect_aws import S3Bucket
+
+    LedgerArg = JobLedger | S3Bucket | str | None
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TransportError, ServerError, RateLimitedError)
+STORAGE_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (StorageUnavailableError, DownloadError)
+# A retried submit reconciles through the ledger before it could POST: safe to retry.
+SUBMIT_RETRY_ERRORS = (*TRANSIENT_ERRORS, OutcomeUnknownError)
+DEFAULT_MAX_WAIT_SECONDS = 900.0
+
+
+def retry_on(*kinds: type[Exception]) -> Callable[[Task[Any, Any], Any, Any], bool]:
+    """A `retry_condition_fn`: retry only when the run failed with one of `kinds`."""
+
+    def condition(_task: Task[Any, Any], _task_run: Any, state: Any) -> bool:
+        error = state.result(raise_on_failure=False)
+        return isinstance(error, kinds)
+
+    condition.__name__ = f"retry_on_{'_'.join(k.__name__ for k in kinds)}"
+    return condition
+
+
+def _task_options(name: str, retry_errors: tuple[type[Exception], ...]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "cache_policy": NO_CACHE,
+        "retries": 3,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+        "retry_jitter_factor": 0.5,
+        "retry_condition_fn": retry_on(*retry_errors),
+    }
+
+
+def idempotency_scope() -> list[str]:
+    """What a derived key is scoped to: the flow run (so flow retries and re-runs of
+    the same run reuse jobs), else the task run (so task retries do)."""
+    context = TaskRunContext.get()
+    if context is None:
+        raise ValueError(
+            "no Prefect run: pass idempotency_key=... to submit outside a flow or task run"
+        )
+    run = context.task_run
+    return [f"flow-run:{run.flow_run_id}" if run.flow_run_id else f"task-run:{run.id}"]
+
+
+def _submit(
+    credentials: LegnextCredentials,
+    request: LegnextRequest,
+    idempotency_key: str | None,
+    ledger: LedgerArg,
+    on_unknown: OnUnknown,
+) -> Job:
+    endpoint = endpoint_for(request)
+    key = (
+        check_key(idempotency_key)
+        if idempotency_key
+        else derive_key(endpoint, request, idempotency_scope())
+    )
+    logger = get_run_logger()
+    with credentials.get_client() as client:
+        job, reused = submit_once(
+            client, resolve_ledger(ledger), request, key, on_unknown=on_unknown
+        )
+    if reused:
+        logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
+    else:
+        logger.info(
+            "%s: submitted job %s, %d points held (key %s)",
+            endpoint.name, job.job_id, job.points, key,
+        )  # fmt: skip
+    return job
+
+
+_SUBMIT_OPTIONS = _task_options("legnext-submit", SUBMIT_RETRY_ERRORS)
+
+
+@task(**_SUBMIT_OPTIONS)
+async def asubmit_request(
+    credentials: LegnextCredentials,
+    request: LegnextRequest,
+    idempotency_key: str | None = None,
+    ledger: LedgerArg = None,
+    on_unknown: OnUnknown = "raise",
+) -> Job:
+    """Submit any validated request once (a paid call). See `submit_request`."""
+    return await run_sync_in_worker_thread(
+        _submit, credentials, request, idempotency_key, ledger, on_unknown
+    )
+
+
+@async_dispatch(asubmit_request)
+@task(**_SUBMIT_OPTIONS)
+def submit_request(
+    credentials: LegnextCredentials,
+    request: LegnextRequest,
+    idempotency_key: str | None = None,
+    ledger: LedgerArg = None,
+    on_unknown: OnUnknown = "raise",
+) -> Job:
+    """Submit any validated request, at most once per idempotency key (a paid call).
+
+    Args:
+        credentials: the Legnext credentials block.
+        request: a request model, e.g. `DiffusionRequest(text=...)`.
+        idempotency_key: reuse the job submitted under this key before; derived from
+            the flow run and the request when omitted, so identical requests in one
+            flow run share one job unless given distinct keys.
+        ledger: where keys are recorded: an `S3Bucket` (shared by every worker), a
+            directory path, or None for ``$PREFECT_HOME/legnext/ledger``.
+        on_unknown: "raise" (default) stops when an earlier submit's outcome cannot
+            be reconciled; "resubmit" accepts the risk of paying twice.
+
+    Returns:
+        The job as Legnext answered it (status pending), or the reused job.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_legnext import LegnextCredentials
+        from prefect_legnext.models import DiffusionRequest
+        from prefect_legnext.tasks import submit_request, wait_for_job
+
+        @flow
+        def generate(prompt: str):
+            credentials = LegnextCredentials.load("legnext")
+            job = submit_request(credentials, DiffusionRequest(text=prompt))
+            return wait_for_job(credentials, job)
+        ```
+    """
+    return _submit(credentials, request, idempotency_key, ledger, on_unknown)
+
+
+def _progress_logger(job: Job | str, max_wait_seconds: float) -> Callable[[Job], None]:
+    """Logs each status change to the run log (polls themselves stay silent)."""
+    logger = get_run_logger()
+    last: dict[str, Any] = {"status": None}
+
+    def on_update(job: Job) -> None:
+        if job.status != last["status"]:
+            last["status"] = job.status
+            logger.info("job %s (%s): %s", job.job_id, job.task_type, job.status)
+
+    job_id = job.job_id if isinstance(job, Job) else job
+    logger.info("waiting up to %.0fs for job %s", max_wait_seconds, job_id)
+    return on_update
+
+
+_WAIT_OPTIONS = _task_options("legnext-wait", TRANSIENT_ERRORS)
+
+
+@task(**_WAIT_OPTIONS)
+async def await_for_job(
+    credentials: LegnextCredentials,
+    job: Job | str,
+    max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+) -> Job:
+    """Wait for a job to complete, polling inside this one task run. See `wait_for_job`."""
+    on_update = _progress_logger(job, max_wait_seconds)
+    async with credentials.get_async_client() as client:
+        return await client.wait_for_job(
+            job, max_wait_seconds=max_wait_seconds, on_update=on_update
+        )
+
+
+@async_dispatch(await_for_job)
+@task(**_WAIT_OPTIONS)
+def wait_for_job(
+    credentials: LegnextCredentials,
+    job: Job | str,
+    max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+) -> Job:
+    """Wait for a job to complete; the polls happen inside this one task run.
+
+    Args:
+        credentials: the Legnext credentials block.
+        job: the Job returned by a submit (its task type times the first poll), or an id.
+        max_wait_seconds: give up after this long (the job may still finish later).
+
+    Returns:
+        The completed job.
+
+    Raises:
+        JobFailedError: the job failed (Legnext's code and message).
+        JobTimeoutError: it did not finish in time.
+    """
+    on_update = _progress_logger(job, max_wait_seconds)
+    with credentials.get_client() as client:
+        return client.wait_for_job(job, max_wait_seconds=max_wait_seconds, on_update=on_update)
+
+
+_READ_OPTIONS = _task_options("legnext-read", TRANSIENT_ERRORS)
+
+
+@task(**{**_READ_OPTIONS, "name": "legnext-get-job"})
+async def aget_job(credentials: LegnextCredentials, job_id: str) -> Job:
+    """Read a job. See `get_job`."""
+    async with credentials.get_async_client() as client:
+        return await client.get_job(job_id)
+
+
+@async_dispatch(aget_job)
+@task(**{**_READ_OPTIONS, "name": "legnext-get-job"})
+def get_job(credentials: LegnextCredentials, job_id: str) -> Job:
+    """Read a job's status and outputs (free)."""
+    with credentials.get_client() as client:
+        return client.get_job(job_id)
+
+
+@task(**{**_READ_OPTIONS, "name": "legnext-balance"})
+async def aget_balance(credentials: LegnextCredentials) -> Balance:
+    """Read the account's balance. See `get_balance`."""
+    async with credentials.get_async_client() as client:
+        return await client.balance()
+
+
+@async_dispatch(aget_balance)
+@task(**{**_READ_OPTIONS, "name": "legnext-balance"})
+def get_balance(credentials: LegnextCredentials) -> Balance:
+    """Read the account's points and USD balance (free)."""
+    with credentials.get_client() as client:
+        return client.balance()
+
+
+_PERSIST_OPTIONS = _task_options("legnext-persist", STORAGE_TRANSIENT_ERRORS)
+
+
+def _persist(
+    job: Job,
+    bucket: S3Bucket,
+    prefix: str,
+    metadata: dict[str, Any] | None,
+    include_grid: bool,
+) -> PersistedJob:
+    result = persist_job(job, bucket, prefix, metadata=metadata, include_grid=include_grid)
+    reused = sum(f.reused for f in result.files)
+    get_run_logger().info(
+        "job %s: %d files in s3://%s (%d already there), sidecar %s",
+        job.job_id, len(result.files), bucket.bucket_name, reused, result.sidecar_uri,
+    )  # fmt: skip
+    return result
+
+
+@task(**_PERSIST_OPTIONS)
+async def apersist_outputs(
+    job: Job,
+    bucket: S3Bucket,
+    prefix: str = DEFAULT_PREFIX,
+    metadata: dict[str, Any] | None = None,
+    include_grid: bool = True,
+) -> PersistedJob:
+    """Stream a completed job's outputs into S3. See `persist_outputs`."""
+    return await run_sync_in_worker_thread(_persist, job, bucket, prefix, metadata, include_grid)
+
+
+@async_dispatch(apersist_outputs)
+@task(**_PERSIST_OPTIONS)
+def persist_outputs(
+    job: Job,
+    bucket: S3Bucket,
+    prefix: str = DEFAULT_PREFIX,
+    metadata: dict[str, Any] | None = None,
+    include_grid: bool = True,
+) -> PersistedJob:
+    """Stream a completed job's outputs into S3 with a JSON sidecar, idempotently.
+
+    Keys: ``{prefix}/{job_id}/{n}.png`` (or ``.mp4``), ``{prefix}/{job_id}/grid.png``
+    and ``{prefix}/{job_id}/job.json``, under the bucket's folder.
+
+    Returns:
+        Small typed records (S3 URI, sha256, size, content type), never bytes.
+    """
+    return _persist(job, bucket, prefix, metadata, include_grid)
+
+
+# -- one submit task per endpoint, generated from the table ---------------------------
+
+_CONTROL_PARAMETERS = (
+    inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation="str | None"),
+    inspect.Parameter("ledger", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any),
+    inspect.Parameter("on_unknown", inspect.Parameter.KEYWORD_ONLY, default="raise",
+                      annotation="Literal['raise', 'resubmit']"),
+)  # fmt: skip
+
+
+def _signature(endpoint: CreateEndpoint) -> inspect.Signature:
+    params = [
+        inspect.Parameter(
+            "credentials", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=LegnextCredentials
+        )
+    ]
+    for name, info in endpoint.request.model_fields.items():
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=info.annotation
+            )
+        )
+    return inspect.Signature([*params, *_CONTROL_PARAMETERS], return_annotation=Job)
+
+
+def _endpoint_tasks(endpoint: CreateEndpoint) -> tuple[Any, Any]:
+    def submit_fields(
+        credentials: LegnextCredentials,
+        idempotency_key: str | None = None,
+        ledger: LedgerArg = None,
+        on_unknown: OnUnknown = "raise",
+        **fields: Any,
+    ) -> Job:
+        request = endpoint.build(**fields)  # InvalidRequestError before any paid call
+        return _submit(credentials, request, idempotency_key, ledger, on_unknown)
+
+    async def asubmit_fields(credentials: LegnextCredentials, **kwargs: Any) -> Job:
+        return await run_sync_in_worker_thread(submit_fields, credentials, **kwargs)
+
+    doc = (
+        f"{endpoint.summary}\n\nPOST {endpoint.path}, {endpoint.points} points base, submitted "
+        f"at most once per idempotency key. Keyword arguments are the fields of "
+        f"`{endpoint.request.__name__}`, plus idempotency_key, ledger and on_unknown "
+        "(see `submit_request`)."
+    )
+    for fn, prefix in ((submit_fields, "submit_"), (asubmit_fields, "asubmit_")):
+        fn.__name__ = fn.__qualname__ = f"{prefix}{endpoint.name}"
+        fn.__doc__ = doc
+        cast(Any, fn).__signature__ = _signature(endpoint)
+        fn.__module__ = __name__
+    options = {**_SUBMIT_OPTIONS, "name": f"legnext-{endpoint.slug}"}
+    async_task = task(asubmit_fields, **options)
+    sync_task = async_dispatch(async_task)(task(submit_fields, **options))
+    return sync_task, async_task
+
+
+ENDPOINT_TASKS: dict[str, tuple[Any, Any]] = {e.name: _endpoint_tasks(e) for e in CREATE_ENDPOINTS}
+for _name, (_sync_task, _async_task) in ENDPOINT_TASKS.items():
+    globals()[f"submit_{_name}"] = _sync_task
+    globals()[f"asubmit_{_name}"] = _async_task
+
+
+def submit_task_for(endpoint_name: str, *, is_async: bool = False) -> Any:
+    """The generated submit task of an endpoint (``"inpaint"``, ``"remove-background"``)."""
+    from prefect_legnext.endpoints import endpoint as lookup
+
+    sync_task, async_task = ENDPOINT_TASKS[lookup(endpoint_name).name]
+    return async_task if is_async else sync_task
+
+
+def __getattr__(name: str) -> Any:  # the generated names, for type checkers and readers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "apersist_outputs",
+    "asubmit_request",
+    "await_for_job",
+    "aget_balance",
+    "aget_job",
+    "get_balance",
+    "get_job",
+    "persist_outputs",
+    "submit_request",
+    "submit_task_for",
+    "wait_for_job",
+    *[f"{p}{e.name}" for e in CREATE_ENDPOINTS for p in ("submit_", "asubmit_")],
+]

@@ -1,0 +1,242 @@
+"""Persistence to S3 over HTTP (moto's standalone server through real boto3), with the
+simulator serving the outputs: bytes, hashes, keys, sidecar, idempotency, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect_aws import S3Bucket
+
+from prefect_legnext.local_s3 import LocalS3Server
+from prefect_legnext.responses import Job
+from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.storage import (
+    PART_BYTES,
+    BucketNotFoundError,
+    OutputExpiredError,
+    StorageError,
+    persist_job,
+    presigned_url,
+)
+from prefect_legnext.testing import legnext_client_for
+
+VIDEO_BYTES = 48 * 1024 * 1024
+
+
+def completed(sim: LegnextSimulator, name: str = "diffusion", **fields: object) -> Job:
+    fields = fields or {"text": "a harbour at noon"}
+    with legnext_client_for(sim) as client:
+        return client.wait_for_job(getattr(client, name)(**fields))
+
+
+def stored_bytes(bucket: S3Bucket, key: str) -> bytes:
+    s3 = bucket.credentials.get_s3_client()
+    body: bytes = s3.get_object(Bucket=bucket.bucket_name, Key=key)["Body"].read()
+    return body
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_outputs_stored_with_hashes_keys_and_sidecar(
+    legnext_simulator: LegnextSimulator, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.create_bucket(folder="team-a")
+    job = completed(legnext_simulator)
+    result = persist_job(job, bucket, "renders", metadata={"prompt": "a harbour at noon"})
+
+    folder = f"team-a/renders/{job.job_id}"
+    assert [f.key for f in result.files] == [f"{folder}/{n}.png" for n in range(4)]
+    assert result.grid is not None and result.grid.key == f"{folder}/grid.png"
+    assert result.sidecar_uri == f"s3://{bucket.bucket_name}/{folder}/job.json"
+    for item, url in zip(result.files, job.output_urls, strict=True):
+        original = httpx.get(url).content
+        assert item.sha256 == sha(original) == sha(stored_bytes(bucket, item.key))
+        assert item.size == len(original)
+        assert item.content_type == "image/png" and item.source_url == url
+        assert item.uri == f"s3://{bucket.bucket_name}/{item.key}"
+        head = bucket.credentials.get_s3_client().head_object(
+            Bucket=bucket.bucket_name, Key=item.key
+        )
+        assert head["Metadata"]["sha256"] == item.sha256 and head["ContentType"] == "image/png"
+    assert sha(stored_bytes(bucket, result.grid.key)) == sha(
+        httpx.get(job.output.image_url).content
+    )
+
+    sidecar = json.loads(stored_bytes(bucket, f"{folder}/job.json"))
+    assert sidecar["job_id"] == job.job_id and sidecar["task_type"] == "diffusion"
+    assert sidecar["prompt"] == "a harbour at noon"
+    assert sidecar["seed"] == job.output.seed and sidecar["points"] == 80
+    assert sidecar["original_urls"] == job.output_urls
+    assert [f["sha256"] for f in sidecar["files"]] == [f.sha256 for f in result.files]
+    assert sidecar["ended_at"] is not None
+
+
+def test_persisting_again_uploads_nothing(
+    legnext_simulator: LegnextSimulator, legnext_s3_bucket: S3Bucket
+) -> None:
+    bucket = legnext_s3_bucket
+    job = completed(legnext_simulator)
+    first = persist_job(job, bucket)
+    s3 = bucket.credentials.get_s3_client()
+
+    def modified() -> list[object]:
+        return [
+            s3.head_object(Bucket=bucket.bucket_name, Key=f.key)["LastModified"]
+            for f in first.files
+        ]
+
+    before = modified()
+    gets_before = legnext_simulator.stats()["requests"]["GET file"]
+    time.sleep(1.1)  # S3 timestamps have one-second resolution
+    again = persist_job(job, bucket)
+    assert all(f.reused for f in again.files)
+    assert [f.sha256 for f in again.files] == [f.sha256 for f in first.files]
+    assert legnext_simulator.stats()["requests"]["GET file"] == gets_before  # no download
+    # Without the sidecar, files are downloaded again but not re-uploaded.
+    s3.delete_object(Bucket=bucket.bucket_name, Key=first.sidecar_uri.split("/", 3)[3])
+    third = persist_job(job, bucket)
+    assert all(f.reused for f in third.files)
+    assert modified() == before
+
+
+def test_expired_output_url_names_the_url(
+    legnext_simulator_factory: Callable[..., LegnextSimulator], legnext_s3_bucket: S3Bucket
+) -> None:
+    sim = legnext_simulator_factory(output_ttl=0.2)
+    job = completed(sim)
+    time.sleep(0.3)
+    with pytest.raises(OutputExpiredError, match=re.escape(job.output_urls[0])):
+        persist_job(job, legnext_s3_bucket)
+
+
+def test_missing_bucket_names_the_bucket(
+    legnext_simulator: LegnextSimulator, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.bucket_block("no-such-bucket-here")
+    with pytest.raises(BucketNotFoundError, match="'no-such-bucket-here' does not exist"):
+        persist_job(completed(legnext_simulator), bucket)
+
+
+def test_unfinished_job_is_refused(
+    legnext_simulator: LegnextSimulator, legnext_s3_bucket: S3Bucket
+) -> None:
+    with legnext_client_for(legnext_simulator) as client:
+        job = client.diffusion(text="not yet")
+    with pytest.raises(StorageError, match="not completed"):
+        persist_job(job, legnext_s3_bucket)
+
+
+def test_presigned_url_serves_our_copy(
+    legnext_simulator: LegnextSimulator, legnext_s3_bucket: S3Bucket
+) -> None:
+    job = completed(legnext_simulator)
+    result = persist_job(job, legnext_s3_bucket)
+    url = presigned_url(legnext_s3_bucket, result.files[2].key, expires_seconds=60)
+    assert sha(httpx.get(url).content) == result.files[2].sha256
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def s3_in_own_process() -> Iterator[S3Bucket]:
+    """moto's server as its own process, so that the bytes it receives are not
+    counted by tracemalloc in this one."""
+    port = _free_port()
+    server = LocalS3Server(port=port)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server.endpoint_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(server.endpoint_url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        yield server.create_bucket()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def big_video_simulator() -> Iterator[tuple[str, str]]:
+    """A simulator in its own process, so that its 48 MiB videos are not counted by
+    tracemalloc in this one."""
+    cli = str(Path(sys.executable).with_name("prefect-legnext"))
+    env = {**os.environ, "LEGNEXT_SIMULATOR_API_KEY": "video-key"}
+    process = subprocess.Popen(
+        [cli, "simulator", "--port", "0", "--time-scale", "0.001",
+         "--video-bytes", str(VIDEO_BYTES)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
+        assert match
+        yield match.group(0), "video-key"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+
+
+def test_large_video_streams_multipart_in_bounded_memory(
+    big_video_simulator: tuple[str, str], s3_in_own_process: S3Bucket
+) -> None:
+    bucket = s3_in_own_process
+    from prefect_legnext import LegnextClient, PollPolicy
+
+    base_url, key = big_video_simulator
+    with LegnextClient(key, base_url=base_url, poll=PollPolicy(scale=0.001)) as client:
+        image = client.wait_for_job(client.diffusion(text="to animate"))
+        video = client.wait_for_job(
+            client.video_upscale(
+                job_id=client.wait_for_job(
+                    client.video_diffusion(job_id=image.job_id, image_no=0)
+                ).job_id,
+                video_no=0,
+            )
+        )
+    tracemalloc.start()
+    try:
+        result = persist_job(video, bucket)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    (item,) = result.files
+    assert item.size == VIDEO_BYTES and item.key.endswith("/0.mp4")
+    assert item.content_type == "video/mp4"
+    # Memory is bounded by a few 8 MiB parts in flight, not by the 48 MiB file.
+    assert peak < 4 * PART_BYTES < item.size, f"peak {peak} bytes while storing {item.size}"
+    s3 = bucket.credentials.get_s3_client()
+    head = s3.head_object(Bucket=bucket.bucket_name, Key=item.key)
+    assert head["ETag"].strip('"').endswith("-6")  # 6 parts of 8 MiB: a multipart upload
+    assert sha(stored_bytes(bucket, item.key)) == item.sha256
+    assert sha(httpx.get(video.output_urls[0]).content) == item.sha256
