@@ -3,6 +3,7 @@ simulator serving the outputs: bytes, hashes, keys, sidecar, idempotency, errors
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -27,6 +29,7 @@ from prefect_legnext.storage import (
     PART_BYTES,
     BucketNotFoundError,
     OutputExpiredError,
+    StorageAccessError,
     StorageError,
     persist_job,
     presigned_url,
@@ -157,16 +160,16 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def s3_in_own_process() -> Iterator[S3Bucket]:
-    """moto's server as its own process, so that the bytes it receives are not
-    counted by tracemalloc in this one."""
+@contextlib.contextmanager
+def moto_process(**env: str) -> Iterator[LocalS3Server]:
+    """moto's server as its own process (its memory is not ours; its settings are its own)."""
     port = _free_port()
     server = LocalS3Server(port=port)
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
     )
     try:
         server.endpoint_url = f"http://127.0.0.1:{port}"
@@ -178,10 +181,83 @@ def s3_in_own_process() -> Iterator[S3Bucket]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "moto_server did not start"
                 time.sleep(0.1)
-        yield server.create_bucket()
+        yield server
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture
+def s3_in_own_process() -> Iterator[S3Bucket]:
+    """A bucket on a moto server whose received bytes tracemalloc does not count here."""
+    with moto_process() as server:
+        yield server.create_bucket()
+
+
+def test_rejected_credentials_name_the_bucket(legnext_simulator: LegnextSimulator) -> None:
+    # After two actions (the readiness probe, creating the bucket) this server checks keys.
+    with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="2") as server:
+        bucket = server.create_bucket("locked-bucket")
+        with pytest.raises(StorageAccessError, match=r"'locked-bucket'.*check the credentials"):
+            persist_job(completed(legnext_simulator), bucket)
+
+
+class FlakyProxy:
+    """A TCP proxy on loopback that cuts its first `drops` connections at once."""
+
+    def __init__(self, target: tuple[str, int], drops: int) -> None:
+        self.target, self.drops, self.dropped = target, drops, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.dropped < self.drops:
+                self.dropped += 1
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.running = False
+        self.listener.close()
+
+
+def test_transient_s3_connection_errors_are_retried(
+    legnext_simulator: LegnextSimulator, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.create_bucket()
+    host, port = local_s3_server.endpoint_url.removeprefix("http://").split(":")
+    proxy = FlakyProxy((host, int(port)), drops=2)
+    try:
+        flaky = LocalS3Server()
+        flaky.endpoint_url = f"http://127.0.0.1:{proxy.port}"
+        result = persist_job(completed(legnext_simulator), flaky.bucket_block(bucket.bucket_name))
+    finally:
+        proxy.close()
+    assert proxy.dropped == 2  # two connections cut, then botocore's retries got through
+    assert [sha(stored_bytes(bucket, f.key)) for f in result.files] == [
+        f.sha256 for f in result.files
+    ]
 
 
 @pytest.fixture
