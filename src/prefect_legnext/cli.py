@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -50,7 +51,7 @@ BaseUrlOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -199,6 +200,176 @@ def parse_faults(specs: list[str]) -> dict[str, Any]:
         except ValueError:
             raise ValueError(f"bad --fault {spec!r}: {value!r} is not a number") from None
     return {target: Faults(**values) for target, values in grouped.items()}
+
+
+StepsOption = Annotated[
+    str,
+    typer.Option(help="Comma-separated subset of diffusion,enhance,inpaint,retexture."),
+]
+ImageNoOption = Annotated[
+    int, typer.Option(min=0, max=3, help="Image of each grid carried to the next step.")
+]
+InpaintPromptOption = Annotated[str, typer.Option(help="What to paint inside the mask.")]
+RetexturePromptOption = Annotated[str, typer.Option(help="The new texture or material.")]
+SourceOption = Annotated[
+    str, typer.Option(help="Retexture input: s3 (our presigned copy) or legnext (its URL).")
+]
+CredentialsOption = Annotated[
+    str, typer.Option(help="Saved LegnextCredentials block (else LEGNEXT_API_KEY).")
+]
+StorageOption = Annotated[str, typer.Option(help="Saved S3Bucket block (else LEGNEXT_S3_BUCKET).")]
+PrefixOption = Annotated[str, typer.Option(help="Prefix of the S3 keys.")]
+MaxPointsOption = Annotated[
+    int | None, typer.Option(min=0, help="Stop before spending more than this.")
+]
+MaxWaitOption = Annotated[float, typer.Option(min=1, help="Give up on a job after this long.")]
+OfflineOption = Annotated[
+    bool, typer.Option(help="Run on the embedded simulator and a local S3 server.")
+]
+
+
+def _chain_options(
+    steps: str,
+    image_no: int,
+    inpaint_prompt: str,
+    retexture_prompt: str,
+    retexture_source: str,
+    credentials_block: str,
+    storage_block: str,
+    key_prefix: str,
+    max_points: int | None,
+    max_wait_seconds: float,
+) -> dict[str, Any]:
+    return {
+        "steps": [s.strip() for s in steps.split(",") if s.strip()],
+        "image_no": image_no,
+        "inpaint_prompt": inpaint_prompt,
+        "retexture_prompt": retexture_prompt,
+        "retexture_source": retexture_source,
+        "credentials_block": credentials_block,
+        "storage_block": storage_block,
+        "key_prefix": key_prefix,
+        "max_points": max_points,
+        "max_wait_seconds": max_wait_seconds,
+    }
+
+
+@contextmanager
+def _flow_environment(offline: bool) -> Iterator[None]:
+    """Run a flow here: quiet Prefect logs, and the offline services when asked."""
+    from prefect.exceptions import ParameterTypeError
+
+    from prefect_legnext.demo import offline_environment, quiet_logs
+
+    quiet_logs()
+    with user_errors():
+        try:
+            if offline:
+                with offline_environment():
+                    yield
+            else:
+                yield
+        except ParameterTypeError as exc:
+            raise fail(str(exc).splitlines()[-1].strip(" -") or "invalid parameters") from None
+
+
+def _print_steps(title: str, chains: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("chain", "step", "action", "job id", "points", "s"):
+        table.add_column(column, no_wrap=True, min_width=36 if column == "job id" else None)
+    for number, chain_result in enumerate(chains, start=1):
+        for step in chain_result.steps:
+            table.add_row(
+                str(number), str(step.index), step.action, step.job_id, str(step.points),
+                f"{step.duration_seconds:.1f}",
+            )  # fmt: skip
+    console.print(table)
+    for chain_result in chains:
+        for step in chain_result.steps:
+            console.print(f"  {step.sidecar_uri}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def chain(
+    prompt: str,
+    steps: StepsOption = "diffusion,enhance,inpaint,retexture",
+    image_no: ImageNoOption = 0,
+    inpaint_prompt: InpaintPromptOption = "a small red sailboat",
+    retexture_prompt: RetexturePromptOption = "as a watercolour painting",
+    retexture_source: SourceOption = "s3",
+    credentials_block: CredentialsOption = "legnext",
+    storage_block: StorageOption = "legnext-outputs",
+    key_prefix: PrefixOption = "legnext",
+    max_points: MaxPointsOption = None,
+    max_wait_seconds: MaxWaitOption = 900.0,
+    offline: OfflineOption = False,
+) -> None:
+    """Run the chain generate -> enhance -> inpaint -> retexture for one prompt."""
+    options = _chain_options(
+        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source,
+        "" if offline else credentials_block, "" if offline else storage_block, key_prefix,
+        max_points, max_wait_seconds,
+    )  # fmt: skip
+    with _flow_environment(offline), console.status("running the chain"):
+        from prefect_legnext.flows import legnext_chain
+
+        result = legnext_chain(prompt=prompt, **options)
+    _print_steps("legnext_chain", [result])
+    console.print(f"total points: {result.total_points}", highlight=False)
+
+
+@app.command()
+def batch(
+    prompts: Annotated[list[str] | None, typer.Argument(help="Prompts, one chain each.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="A file of prompts, one per line."),
+    ] = None,
+    steps: StepsOption = "diffusion,enhance,inpaint,retexture",
+    image_no: ImageNoOption = 0,
+    inpaint_prompt: InpaintPromptOption = "a small red sailboat",
+    retexture_prompt: RetexturePromptOption = "as a watercolour painting",
+    retexture_source: SourceOption = "s3",
+    credentials_block: CredentialsOption = "legnext",
+    storage_block: StorageOption = "legnext-outputs",
+    key_prefix: PrefixOption = "legnext",
+    max_points: MaxPointsOption = None,
+    max_wait_seconds: MaxWaitOption = 900.0,
+    offline: OfflineOption = False,
+) -> None:
+    """Run one chain per prompt, side by side inside the account's limit."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    wanted = list(prompts or [])
+    if file is not None:
+        wanted += [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if not wanted:
+        raise fail("no prompts: pass them as arguments or with --file")
+    options = _chain_options(
+        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source,
+        "" if offline else credentials_block, "" if offline else storage_block, key_prefix,
+        max_points, max_wait_seconds,
+    )  # fmt: skip
+    progress = Progress(
+        "chains", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    bar = progress.add_task("chains", total=len(wanted))
+
+    def advance(done: int, total: int) -> None:
+        progress.update(bar, completed=done, total=total)
+
+    from prefect_legnext.flows import BATCH_LISTENERS, legnext_batch
+
+    BATCH_LISTENERS.append(advance)
+    try:
+        with _flow_environment(offline), progress:
+            result = legnext_batch(prompts=wanted, **options)
+    finally:
+        BATCH_LISTENERS.remove(advance)
+    _print_steps("legnext_batch", result.chains)
+    console.print(f"total points: {result.total_points}", highlight=False)
 
 
 @app.command()

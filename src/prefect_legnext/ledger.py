@@ -179,11 +179,24 @@ def resolve_ledger(ledger: JobLedger | S3Bucket | str | Path | None) -> JobLedge
 
 
 def body_sha256(endpoint: CreateEndpoint, request: LegnextRequest) -> str:
-    """What a submit is, for keys and conflict checks: endpoint and body, callback aside."""
+    """What a submit is, for keys and conflict checks: endpoint and body, callback aside,
+    and image URLs without their query: a presigned URL's signature and expiry change
+    on every run, but it still names the same object."""
     wire = request.to_wire()
     wire.pop("callback", None)
+    for field in ("imgUrl", "imgUrls"):
+        if field in wire:
+            wire[field] = _unsigned(wire[field])
+    if isinstance(wire.get("mask"), dict) and "url" in wire["mask"]:
+        wire["mask"] = {**wire["mask"], "url": _unsigned(wire["mask"]["url"])}
     canonical = json.dumps([endpoint.name, wire], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _unsigned(value: str | list[str]) -> str | list[str]:
+    if isinstance(value, list):
+        return [str(_unsigned(item)) for item in value]
+    return urlunsplit(urlsplit(value)._replace(query="", fragment=""))
 
 
 def derive_key(endpoint: CreateEndpoint, request: LegnextRequest, scope: list[str]) -> str:

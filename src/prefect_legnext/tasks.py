@@ -19,13 +19,15 @@ async ones (`async_dispatch`); call ``.aio`` or the ``a``-prefixed task to force
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import Task, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
@@ -33,6 +35,7 @@ from prefect.utilities.asyncutils import run_sync_in_worker_thread
 from prefect_legnext.blocks import LegnextCredentials
 from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint, endpoint_for
 from prefect_legnext.errors import (
+    JobFailedError,
     OutcomeUnknownError,
     RateLimitedError,
     ServerError,
@@ -127,7 +130,44 @@ def _submit(
             "%s: submitted job %s, %d points held (key %s)",
             endpoint.name, job.job_id, job.points, key,
         )  # fmt: skip
+        emit_job_event("submitted", job)
     return job
+
+
+def emit_job_event(what: str, job: Job, **payload: Any) -> None:
+    """``legnext.job.<what>`` with the job as resource, for automations to react to."""
+    emit_event(
+        event=f"legnext.job.{what}",
+        resource={
+            "prefect.resource.id": f"legnext.job.{job.job_id}",
+            "prefect.resource.name": f"{job.task_type} {job.job_id}",
+            "legnext.task-type": job.task_type,
+        },
+        payload={
+            "job_id": job.job_id,
+            "task_type": job.task_type,
+            "status": str(job.status),
+            "points": job.points,
+            "output_urls": job.output_urls,
+            **payload,
+        },
+    )
+
+
+@contextmanager
+def _job_outcome_events() -> Iterator[Callable[[Job], Job]]:
+    """Emit ``completed`` for the job handed back, ``failed`` for a JobFailedError."""
+
+    def completed(job: Job) -> Job:
+        emit_job_event("completed", job)
+        return job
+
+    try:
+        yield completed
+    except JobFailedError as exc:
+        if exc.job is not None:
+            emit_job_event("failed", exc.job, code=exc.code, message=exc.message)
+        raise
 
 
 _SUBMIT_OPTIONS = _task_options("legnext-submit", SUBMIT_RETRY_ERRORS)
@@ -215,10 +255,13 @@ async def await_for_job(
 ) -> Job:
     """Wait for a job to complete, polling inside this one task run. See `wait_for_job`."""
     on_update = _progress_logger(job, max_wait_seconds)
-    async with credentials.get_async_client() as client:
-        return await client.wait_for_job(
-            job, max_wait_seconds=max_wait_seconds, on_update=on_update
-        )
+    with _job_outcome_events() as completed:
+        async with credentials.get_async_client() as client:
+            return completed(
+                await client.wait_for_job(
+                    job, max_wait_seconds=max_wait_seconds, on_update=on_update
+                )
+            )
 
 
 @async_dispatch(await_for_job)
@@ -243,8 +286,10 @@ def wait_for_job(
         JobTimeoutError: it did not finish in time.
     """
     on_update = _progress_logger(job, max_wait_seconds)
-    with credentials.get_client() as client:
-        return client.wait_for_job(job, max_wait_seconds=max_wait_seconds, on_update=on_update)
+    with _job_outcome_events() as completed, credentials.get_client() as client:
+        return completed(
+            client.wait_for_job(job, max_wait_seconds=max_wait_seconds, on_update=on_update)
+        )
 
 
 _READ_OPTIONS = _task_options("legnext-read", TRANSIENT_ERRORS)

@@ -1,0 +1,568 @@
+"""The flows: `legnext_chain` (generate -> enhance -> inpaint -> retexture),
+`legnext_pipeline` (any valid chain of steps) and `legnext_batch` (many chains).
+
+Each step submits (at most once per run and position, through the ledger),
+waits, and persists its outputs to S3 before the next step starts. A step holds
+one slot of the ``legnext-account`` global concurrency limit from submit to
+completion, so every run on every worker together stays inside the account's cap.
+Everything that can be checked is checked before the first paid call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
+from typing import Annotated, Any, Literal, TypeVar, cast
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_aws import S3Bucket
+from pydantic import BaseModel, Field
+
+from prefect_legnext.blocks import LegnextCredentials
+from prefect_legnext.ledger import derive_key
+from prefect_legnext.models import Mask
+from prefect_legnext.plans import (
+    BudgetExceededError,
+    ChainPlan,
+    ChainStep,
+    ImageSource,
+    build_request,
+    check_parent,
+    default_mask,
+    plan_chain,
+)
+from prefect_legnext.resolve import load_bucket, load_credentials
+from prefect_legnext.responses import Job
+from prefect_legnext.storage import PersistedFile, PersistedJob, presigned_url
+from prefect_legnext.tasks import get_balance, persist_outputs, submit_request, wait_for_job
+
+T = TypeVar("T")
+ACCOUNT_LIMIT = "legnext-account"
+# Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
+BATCH_LISTENERS: list[Callable[[int, int], None]] = []
+DEFAULT_CREDENTIALS_BLOCK = "legnext"
+DEFAULT_STORAGE_BLOCK = "legnext-outputs"
+PRESIGN_SECONDS = 7 * 24 * 3600
+CLASSIC_STEPS = ("diffusion", "enhance", "inpaint", "retexture")
+ClassicStep = Literal["diffusion", "enhance", "inpaint", "retexture"]
+
+
+def _sync(value: T | Coroutine[Any, Any, T]) -> T:
+    """The result of a dispatched task called from these (sync) flows."""
+    if inspect.iscoroutine(value):
+        value.close()
+        raise RuntimeError("a Legnext task dispatched to its async form inside a sync flow")
+    return cast(T, value)
+
+
+def _param(default: Any, title: str, description: str) -> Any:
+    """A flow parameter's default with the title and description the UI form shows."""
+    return Field(default, description=description, json_schema_extra={"title": title})
+
+
+class StepResult(BaseModel):
+    """What one step did: its job, cost, time and where its outputs are."""
+
+    index: int
+    action: str
+    job_id: str
+    task_type: str
+    parent_job_id: str | None
+    image_no: int | None
+    seed: str | None
+    points: int
+    duration_seconds: float
+    s3_uris: list[str]
+    grid_uri: str | None
+    sidecar_uri: str
+    files: list[PersistedFile]
+
+
+class ChainResult(BaseModel):
+    steps: list[StepResult]
+    total_points: int
+
+    @property
+    def last(self) -> StepResult:
+        return self.steps[-1]
+
+
+class BatchResult(BaseModel):
+    chains: list[ChainResult]
+    total_points: int
+
+
+class RunSettings(BaseModel):
+    """What every chain of one flow run shares."""
+
+    credentials: LegnextCredentials
+    bucket: S3Bucket
+    key_prefix: str
+    max_wait_seconds: float
+    image_source: ImageSource
+    scope: str
+
+
+class PointBudget:
+    """Points this run may still spend: min(max_points, the account's available points).
+    Thread-safe, since a batch runs chains in parallel."""
+
+    def __init__(self, max_points: int | None, available: int) -> None:
+        self.max_points = max_points
+        self.available = available
+        self.reserved = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for process-based task runners
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def check_plan(self, points: int) -> None:
+        if self.max_points is not None and points > self.max_points:
+            raise BudgetExceededError(
+                f"the run costs {points} points, above max_points={self.max_points}; "
+                "nothing was submitted"
+            )
+        if points > self.available:
+            raise BudgetExceededError(
+                f"the run costs {points} points but the account has {self.available} "
+                "available; nothing was submitted"
+            )
+
+    def reserve(self, points: int, what: str) -> None:
+        with self._lock:
+            cap = min(self.available, self.max_points or self.available)
+            if self.reserved + points > cap:
+                raise BudgetExceededError(
+                    f"{what} would cost {points} points, {self.reserved} already spent of "
+                    f"{cap} allowed; not submitted"
+                )
+            self.reserved += points
+
+
+def classic_chain(
+    prompt: str,
+    steps: list[ClassicStep],
+    image_no: int,
+    inpaint_prompt: str | None,
+    inpaint_mask: Mask,
+    retexture_prompt: str,
+) -> list[ChainStep]:
+    """The generate -> enhance -> inpaint -> retexture chain (or the chosen subset)."""
+    wanted = [s for s in CLASSIC_STEPS if s in steps]
+    chain: list[ChainStep] = []
+    for name in wanted:
+        carried = image_no if chain else 0
+        if name == "diffusion":
+            chain.append(ChainStep(action="diffusion", prompt=prompt))
+        elif name == "enhance":
+            chain.append(ChainStep(action="enhance", image_no=carried))
+        elif name == "inpaint":
+            chain.append(
+                ChainStep(action="inpaint", image_no=carried, mask=inpaint_mask,
+                          prompt=inpaint_prompt)
+            )  # fmt: skip
+        else:
+            chain.append(ChainStep(action="retexture", image_no=carried, prompt=retexture_prompt))
+    return chain
+
+
+def ensure_account_limit(limit: int) -> None:
+    """Create the ``legnext-account`` limit when missing; an existing one is the
+    operator's setting and is left alone (``prefect-legnext setup`` updates it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another run created it meanwhile
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=ACCOUNT_LIMIT, limit=limit)
+                )
+
+
+def _run_scope(idempotency_scope: str | None) -> str:
+    if idempotency_scope:
+        return idempotency_scope
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        raise RuntimeError("chains run inside a flow run")
+    return f"flow-run:{context.flow_run.id}"
+
+
+def _image_url(settings: RunSettings, job: Job, stored: PersistedJob, image_no: int) -> str:
+    """The previous step's image for a step that takes a URL: our S3 copy by default
+    (Legnext's URLs expire), or Legnext's own URL when asked or when the presigned URL
+    is too long for Legnext's 1024-character limit."""
+    if settings.image_source == ImageSource.S3:
+        url = presigned_url(settings.bucket, stored.files[image_no].key, 24 * 3600)
+        if len(url) <= 1024:
+            return url
+        get_run_logger().warning(
+            "presigned URL of %s is %d characters, above Legnext's 1024: using Legnext's URL",
+            stored.files[image_no].key, len(url),
+        )  # fmt: skip
+    return job.output_urls[image_no]
+
+
+def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> ChainResult:
+    """Run a checked chain: each step submits, waits and persists before the next."""
+    logger = get_run_logger()
+    results: list[StepResult] = []
+    parent: Job | None = None
+    stored: PersistedJob | None = None
+    for planned in plan.steps:
+        step = planned.step
+        target = step.endpoint
+        where = f"step {planned.index} ({target.name})"
+        if parent is not None:
+            check_parent(planned, parent)
+        image_url = (
+            _image_url(settings, parent, stored, step.image_no)
+            if parent is not None
+            and stored is not None
+            and "img_url" in target.request.model_fields
+            else None
+        )
+        request = build_request(
+            step,
+            parent_job_id=parent.job_id if parent is not None else None,
+            parent_image_url=image_url,
+        )
+        cost = target.cost(request, parent.points if parent is not None else None)
+        budget.reserve(cost, where)
+        key = derive_key(target, request, [settings.scope, f"step-{planned.index}"])
+        started = time.monotonic()
+        with concurrency(ACCOUNT_LIMIT, occupy=1):
+            job = _sync(
+                submit_request(
+                    settings.credentials, request, idempotency_key=key, ledger=settings.bucket
+                )
+            )
+            done = _sync(wait_for_job(settings.credentials, job, settings.max_wait_seconds))
+        duration = time.monotonic() - started
+        stored = _sync(
+            persist_outputs(
+                done,
+                settings.bucket,
+                settings.key_prefix,
+                metadata={
+                    "step": planned.index,
+                    "action": target.name,
+                    "request": request.to_wire() | {"callback": None},
+                    "parent_job_id": parent.job_id if parent is not None else None,
+                    "image_no": step.image_no if parent is not None else None,
+                },
+            )
+        )
+        result = StepResult(
+            index=planned.index,
+            action=target.name,
+            job_id=done.job_id,
+            task_type=done.task_type,
+            parent_job_id=parent.job_id if parent is not None else None,
+            image_no=step.image_no if parent is not None else None,
+            seed=done.output.seed if done.output else None,
+            points=done.points,
+            duration_seconds=round(duration, 3),
+            s3_uris=stored.uris,
+            grid_uri=stored.grid.uri if stored.grid else None,
+            sidecar_uri=stored.sidecar_uri,
+            files=stored.files,
+        )
+        results.append(result)
+        _step_artifact(settings, result, stored)
+        logger.info("%s done: job %s, %d points, %.1fs", where, done.job_id, done.points, duration)
+        parent = done
+    return ChainResult(steps=results, total_points=sum(r.points for r in results))
+
+
+def _step_artifact(settings: RunSettings, result: StepResult, stored: PersistedJob) -> None:
+    """A gallery of the step's outputs, linked through presigned URLs of our copies."""
+    lines = [
+        f"### Step {result.index}: {result.action}",
+        f"Job `{result.job_id}`, {result.points} points, {result.duration_seconds:.1f}s.",
+        "",
+    ]
+    for item in stored.files:
+        url = presigned_url(settings.bucket, item.key, PRESIGN_SECONDS)
+        if item.content_type.startswith("image/"):
+            lines.append(f"![output {item.index}]({url})")
+        else:
+            lines.append(f"- [output {item.index}]({url}) ({item.content_type}, {item.size} bytes)")
+    lines.append("")
+    lines.append(f"Stored under `{stored.files[0].uri.rsplit('/', 1)[0]}/` with `job.json`.")
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        description=f"Legnext {result.action} outputs (links valid 7 days)",
+    )
+
+
+def _summary_artifact(chains: list[ChainResult], key: str) -> None:
+    rows = [
+        {
+            "chain": chain_no,
+            "step": step.index,
+            "action": step.action,
+            "job_id": step.job_id,
+            "seconds": step.duration_seconds,
+            "points": step.points,
+            "outputs": len(step.s3_uris),
+        }
+        for chain_no, chain in enumerate(chains, start=1)
+        for step in chain.steps
+    ]
+    create_table_artifact(
+        key=key, table=rows, description="Legnext jobs of this run: durations and points"
+    )
+
+
+def _prepare_run(
+    chains: list[list[ChainStep]],
+    credentials_block: str,
+    storage_block: str,
+    key_prefix: str,
+    max_wait_seconds: float,
+    max_points: int | None,
+    image_source: ImageSource,
+    idempotency_scope: str | None,
+) -> tuple[list[ChainPlan], RunSettings, PointBudget]:
+    """Check everything that can be checked before the first paid call."""
+    plans = [plan_chain(chain) for chain in chains]
+    credentials = load_credentials(credentials_block)
+    bucket = load_bucket(storage_block)
+    balance = _sync(get_balance(credentials))
+    budget = PointBudget(max_points, balance.available_points)
+    budget.check_plan(sum(p.points for p in plans))
+    ensure_account_limit(credentials.concurrent_jobs)
+    settings = RunSettings(
+        credentials=credentials,
+        bucket=bucket,
+        key_prefix=key_prefix,
+        max_wait_seconds=max_wait_seconds,
+        image_source=image_source,
+        scope=_run_scope(idempotency_scope),
+    )
+    return plans, settings, budget
+
+
+# -- the flows ------------------------------------------------------------------------
+
+PromptParam = Annotated[str, Field(min_length=1, max_length=8192)]
+ImageNoParam = Annotated[int, Field(ge=0, le=3)]
+WaitParam = Annotated[float, Field(gt=0, le=24 * 3600)]
+PointsParam = Annotated[int, Field(ge=0)] | None
+
+
+@flow(name="legnext-chain", log_prints=False)
+def legnext_chain(
+    prompt: PromptParam = _param(..., "Prompt", "What to generate (Midjourney prompt)."),
+    steps: list[ClassicStep] = _param(
+        list(CLASSIC_STEPS),
+        "Steps",
+        "Which of diffusion, enhance, inpaint, retexture to run, in that order.",
+    ),
+    image_no: ImageNoParam = _param(
+        0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
+    ),
+    inpaint_prompt: PromptParam | None = _param(
+        "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
+    ),
+    inpaint_mask: Mask = _param(
+        default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
+    ),
+    retexture_prompt: PromptParam = _param(
+        "as a watercolour painting", "Retexture prompt", "The new texture or material."
+    ),
+    retexture_source: ImageSource = _param(
+        ImageSource.S3,
+        "Retexture source",
+        "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
+    ),
+    credentials_block: str = _param(
+        DEFAULT_CREDENTIALS_BLOCK,
+        "Credentials block",
+        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
+    ),
+    storage_block: str = _param(
+        DEFAULT_STORAGE_BLOCK,
+        "Storage block",
+        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
+    ),
+    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
+    max_wait_seconds: WaitParam = _param(
+        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
+    ),
+    max_points: PointsParam = _param(
+        None, "Max points", "Stop before a submit that would spend more than this in total."
+    ),
+    idempotency_scope: str | None = _param(
+        None,
+        "Idempotency scope",
+        "Runs with the same scope reuse each other's jobs; default: this flow run.",
+    ),
+) -> ChainResult:
+    """Generate, enhance, inpaint and retexture, persisting every step to S3."""
+    chain = classic_chain(prompt, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
+    return legnext_pipeline.fn(
+        chain,
+        image_source=retexture_source,
+        credentials_block=credentials_block,
+        storage_block=storage_block,
+        key_prefix=key_prefix,
+        max_wait_seconds=max_wait_seconds,
+        max_points=max_points,
+        idempotency_scope=idempotency_scope,
+    )
+
+
+@flow(name="legnext-pipeline", log_prints=False)
+def legnext_pipeline(
+    steps: list[ChainStep] = _param(
+        ..., "Steps", "The chain: each step works on the previous step's output."
+    ),
+    image_source: ImageSource = _param(
+        ImageSource.S3,
+        "Image source",
+        "For steps that take an image URL: our S3 copy (s3) or Legnext's temporary URL.",
+    ),
+    credentials_block: str = _param(
+        DEFAULT_CREDENTIALS_BLOCK,
+        "Credentials block",
+        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
+    ),
+    storage_block: str = _param(
+        DEFAULT_STORAGE_BLOCK,
+        "Storage block",
+        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
+    ),
+    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
+    max_wait_seconds: WaitParam = _param(
+        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
+    ),
+    max_points: PointsParam = _param(
+        None, "Max points", "Stop before a submit that would spend more than this in total."
+    ),
+    idempotency_scope: str | None = _param(
+        None,
+        "Idempotency scope",
+        "Runs with the same scope reuse each other's jobs; default: this flow run.",
+    ),
+) -> ChainResult:
+    """Run any valid chain of Legnext steps, e.g. diffusion -> upscale -> pan ->
+    remove_background, checked against each parent before any point is spent."""
+    plans, settings, budget = _prepare_run(
+        [steps], credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
+        image_source, idempotency_scope,
+    )  # fmt: skip
+    result = run_chain(plans[0], settings, budget)
+    _summary_artifact([result], "legnext-chain-summary")
+    return result
+
+
+@task(name="legnext-chain-item", cache_policy=NO_CACHE)
+def run_chain_item(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> ChainResult:
+    """One chain of a batch, as a task so that chains run side by side."""
+    return run_chain(plan, settings, budget)
+
+
+@flow(
+    name="legnext-batch",
+    log_prints=False,
+    # Threads wait on the account limit, so more threads than slots is fine.
+    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=16)),
+)
+def legnext_batch(
+    prompts: list[PromptParam] = _param(..., "Prompts", "One chain per prompt."),
+    steps: list[ClassicStep] = _param(
+        list(CLASSIC_STEPS),
+        "Steps",
+        "Which of diffusion, enhance, inpaint, retexture each chain runs.",
+    ),
+    image_no: ImageNoParam = _param(
+        0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
+    ),
+    inpaint_prompt: PromptParam | None = _param(
+        "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
+    ),
+    inpaint_mask: Mask = _param(
+        default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
+    ),
+    retexture_prompt: PromptParam = _param(
+        "as a watercolour painting", "Retexture prompt", "The new texture or material."
+    ),
+    retexture_source: ImageSource = _param(
+        ImageSource.S3,
+        "Retexture source",
+        "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
+    ),
+    credentials_block: str = _param(
+        DEFAULT_CREDENTIALS_BLOCK,
+        "Credentials block",
+        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
+    ),
+    storage_block: str = _param(
+        DEFAULT_STORAGE_BLOCK,
+        "Storage block",
+        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
+    ),
+    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
+    max_wait_seconds: WaitParam = _param(
+        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
+    ),
+    max_points: PointsParam = _param(
+        None, "Max points", "Stop before a submit that would spend more than this in total."
+    ),
+    idempotency_scope: str | None = _param(
+        None,
+        "Idempotency scope",
+        "Runs with the same scope reuse each other's jobs; default: this flow run.",
+    ),
+) -> BatchResult:
+    """Many chains side by side; the ``legnext-account`` limit keeps the account busy
+    but never over-queued, whatever the number of prompts, runs and workers."""
+    chains = [
+        classic_chain(p, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
+        for p in prompts
+    ]
+    plans, settings, budget = _prepare_run(
+        chains, credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
+        retexture_source, idempotency_scope,
+    )  # fmt: skip
+    progress = _sync(
+        create_progress_artifact(progress=0.0, description="Legnext batch: chains done")
+    )
+    futures = [
+        run_chain_item.submit(
+            plan, settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"}), budget
+        )
+        for i, plan in enumerate(plans)
+    ]
+    results: list[ChainResult] = []
+    for done, future in enumerate(futures, start=1):
+        results.append(future.result())
+        if progress is not None:
+            update_progress_artifact(progress, progress=100.0 * done / len(futures))
+        for listener in list(BATCH_LISTENERS):
+            listener(done, len(futures))
+    _summary_artifact(results, "legnext-batch-summary")
+    return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

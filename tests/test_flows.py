@@ -1,0 +1,285 @@
+"""The chain, pipeline and batch flows end to end: simulator, moto's S3 server over
+HTTP and a Prefect test server; and every way a chain is refused before paying."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image, ImageChops
+from prefect_aws import S3Bucket
+
+from prefect_legnext.flows import (
+    ACCOUNT_LIMIT,
+    ChainResult,
+    legnext_batch,
+    legnext_chain,
+    legnext_pipeline,
+)
+from prefect_legnext.local_s3 import LocalS3Server
+from prefect_legnext.plans import BudgetExceededError, ChainError, ChainStep, default_mask
+from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator.images import polygon_mask
+from prefect_support import credentials_for
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def blocks(
+    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> tuple[LegnextSimulator, S3Bucket, dict[str, str]]:
+    """A simulator and a bucket, saved as blocks under names unique to the test."""
+    sim = legnext_simulator_factory(time_scale=0.002)
+    bucket = local_s3_server.create_bucket()
+    suffix = bucket.bucket_name.removeprefix("legnext-")
+    names = {"credentials_block": f"legnext-{suffix}", "storage_block": f"outputs-{suffix}"}
+    credentials_for(sim).save(names["credentials_block"])
+    bucket.save(names["storage_block"])
+    return sim, bucket, names
+
+
+def s3_bytes(bucket: S3Bucket, uri: str) -> bytes:
+    key = uri.split("/", 3)[3]
+    body: bytes = (
+        bucket.credentials.get_s3_client()
+        .get_object(Bucket=bucket.bucket_name, Key=key)["Body"]
+        .read()
+    )
+    return body
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def picture(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def test_chain_end_to_end(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]]) -> None:
+    sim, bucket, names = blocks
+    result = legnext_chain(prompt="a lighthouse at dawn", image_no=1, **names)
+
+    assert [s.action for s in result.steps] == ["diffusion", "enhance", "inpaint", "retexture"]
+    jobs = {j["job_id"]: j for j in sim.jobs()}
+    # Enhance needs a draft parent: the flow asked for one.
+    assert jobs[result.steps[0].job_id]["body"]["text"] == "a lighthouse at dawn --v 7 --draft"
+    for step in result.steps:
+        assert len(step.s3_uris) == 4 and step.grid_uri and step.sidecar_uri
+        for uri, item in zip(step.s3_uris, step.files, strict=True):
+            stored = s3_bytes(bucket, uri)
+            assert sha(stored) == item.sha256 == sha(httpx.get(item.source_url).content)
+    # Each step worked on image 1 of its parent.
+    assert [s.image_no for s in result.steps] == [None, 1, 1, 1]
+    assert [s.parent_job_id for s in result.steps[1:3]] == [
+        result.steps[0].job_id,
+        result.steps[1].job_id,
+    ]
+    # Retexture was fed our S3 copy of the inpainted image 1, not Legnext's URL.
+    retexture_source = jobs[result.steps[3].job_id]["body"]["imgUrl"]
+    assert retexture_source.startswith(bucket.credentials.aws_client_parameters.endpoint_url)
+    assert result.steps[2].files[1].key in retexture_source
+
+    # The inpaint changed its parent only inside the mask.
+    parent = picture(s3_bytes(bucket, result.steps[1].s3_uris[1]))
+    mask = polygon_mask(parent.size, [(p.width, p.height, p.points) for p in default_mask().areas])
+    for uri in result.steps[2].s3_uris:
+        changed = ImageChops.difference(parent, picture(s3_bytes(bucket, uri))).convert("L")
+        changed = changed.point(lambda v: 255 if v else 0)
+        assert ImageChops.multiply(changed, ImageChops.invert(mask)).getbbox() is None
+        assert ImageChops.multiply(changed, mask).getbbox() is not None
+
+    stats = sim.stats()
+    assert result.total_points == 40 + 80 + 120 + 120 == stats["points"]["charged"]
+    assert stats["jobs_total"] == 4 and stats["duplicate_creates"] == 0
+
+
+def test_chain_artifacts_and_events(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    sim, _, names = blocks
+    state = legnext_chain(
+        prompt="an orchard", steps=["diffusion", "enhance"], return_state=True, **names
+    )
+    result: ChainResult = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        kinds = sorted(a.type or "" for a in artifacts)
+        assert kinds == ["markdown", "markdown", "table"]
+        gallery = next(a for a in artifacts if a.type == "markdown")
+        assert "![output 0](http" in str(gallery.data)
+        table = next(a for a in artifacts if a.type == "table")
+        assert result.steps[1].job_id in str(table.data)
+        events = client.request(
+            "POST",
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["legnext.job."]},
+                    "resource": {"id_prefix": [f"legnext.job.{result.steps[0].job_id}"]},
+                },
+                "limit": 50,
+            },
+        ).json()
+    names_seen = sorted(e["event"] for e in events["events"])
+    assert names_seen == ["legnext.job.completed", "legnext.job.submitted"]
+    assert sim.stats()["jobs_total"] == 2
+
+
+def test_general_pipeline(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]]) -> None:
+    sim, bucket, names = blocks
+    steps = [
+        ChainStep(action="diffusion", prompt="a city at night --ar 3:2"),
+        ChainStep(action="upscale", image_no=2, options={"type": 1}),
+        ChainStep(action="pan", options={"direction": 1, "scale": 1.5}, prompt="more city"),
+        ChainStep(action="remove_background"),
+    ]
+    result = legnext_pipeline(steps=steps, image_source="legnext", **names)
+    assert [s.action for s in result.steps] == ["diffusion", "upscale", "pan", "remove_background"]
+    assert result.total_points == 80 + 160 + 80 + 80 == sim.stats()["points"]["charged"]
+    cutout = Image.open(io.BytesIO(s3_bytes(bucket, result.last.s3_uris[0])))
+    assert cutout.mode == "RGBA"
+    jobs = {j["job_id"]: j for j in sim.jobs()}
+    # image_source="legnext": remove-background got Legnext's (the simulator's) URL.
+    assert jobs[result.last.job_id]["body"]["imgUrl"].startswith(sim.base_url)
+
+
+def test_same_idempotency_scope_reuses_every_job(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    sim, _, names = blocks
+    first = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
+    again = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
+    assert [s.job_id for s in again.steps] == [s.job_id for s in first.steps]
+    stats = sim.stats()
+    assert stats["jobs_total"] == 4 and stats["duplicate_creates"] == 0
+
+
+def test_batch_end_to_end(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]]) -> None:
+    sim, bucket, names = blocks
+    prompts = ["a fox", "a heron", "a lynx"]
+    result = legnext_batch(prompts=prompts, steps=["diffusion", "enhance", "inpaint"], **names)
+    assert len(result.chains) == 3
+    for chain in result.chains:
+        assert [s.action for s in chain.steps] == ["diffusion", "enhance", "inpaint"]
+        for step in chain.steps:
+            for uri, item in zip(step.s3_uris, step.files, strict=True):
+                assert sha(s3_bytes(bucket, uri)) == item.sha256
+    texts = sorted(j["body"]["text"] for j in sim.jobs() if j["task_type"] == "diffusion")
+    assert texts == sorted(f"{p} --v 7 --draft" for p in prompts)
+    stats = sim.stats()
+    assert result.total_points == 3 * (40 + 80 + 120) == stats["points"]["charged"]
+    assert stats["jobs_total"] == 9 and stats["duplicate_creates"] == 0
+    assert stats["peak_in_flight"] <= 6
+
+
+def test_account_limit_is_created_with_the_account_cap(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    _, _, names = blocks
+    legnext_chain(prompt="a bridge", steps=["diffusion"], **names)
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT)
+    assert limit.limit == 6 and limit.active
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        (
+            [
+                ChainStep(action="diffusion", prompt="no draft here"),
+                ChainStep(action="upscale", options={"type": 0}),
+                ChainStep(action="enhance"),
+            ],
+            r"step 3 \(enhance\): enhance needs a draft parent",
+        ),
+        (
+            [
+                ChainStep(action="diffusion", prompt="a field"),
+                ChainStep(action="upscale", options={"type": 0}),
+                ChainStep(action="variation", image_no=2, options={"type": 1}),
+            ],
+            r"step 3 \(variation\): image_no 2 is not available; upscale produces 1 output",
+        ),
+        (
+            [ChainStep(action="inpaint", mask=default_mask())],
+            r"step 1 \(inpaint\) needs a previous step",
+        ),
+        (
+            [
+                ChainStep(action="diffusion", prompt="a field"),
+                ChainStep(action="pan", options={"direction": 7, "scale": 1.5}),
+            ],
+            r"step 2 \(pan\): invalid pan request: direction",
+        ),
+    ],
+)
+def test_invalid_chains_fail_before_any_paid_call(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+    steps: list[ChainStep],
+    match: str,
+) -> None:
+    sim, _, names = blocks
+    with pytest.raises(ChainError, match=match):
+        legnext_pipeline(steps=steps, **names)
+    assert sim.stats()["jobs_total"] == 0
+
+
+def test_mask_out_of_bounds_is_refused_before_any_paid_call(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    sim, _, names = blocks
+    outside = {"areas": [{"width": 1024, "height": 1024, "points": [0, 0, 2000, 0, 0, 500]}]}
+    with pytest.raises(Exception, match=r"point 1 \(2000, 0\) lies outside the 1024x1024 image"):
+        legnext_chain(prompt="a boat", inpaint_mask=outside, **names)
+    assert sim.stats()["jobs_total"] == 0
+
+
+def test_budget_too_small_submits_nothing(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    sim, _, names = blocks
+    with pytest.raises(BudgetExceededError, match="costs 360 points, above max_points=300"):
+        legnext_chain(prompt="a tower", max_points=300, **names)
+    assert sim.stats()["jobs_total"] == 0
+
+
+def test_account_balance_too_small_submits_nothing(
+    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> None:
+    sim = legnext_simulator_factory(points=200)
+    credentials_for(sim).save("legnext-poor", overwrite=True)
+    local_s3_server.create_bucket().save("outputs-poor", overwrite=True)
+    with pytest.raises(BudgetExceededError, match="costs 360 points but the account has 200"):
+        legnext_chain(prompt="a tower", credentials_block="legnext-poor",
+                      storage_block="outputs-poor")  # fmt: skip
+    assert sim.stats()["jobs_total"] == 0
+
+
+def test_flow_parameters_render_a_clear_form() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    for flow_obj in (legnext_chain, legnext_pipeline, legnext_batch):
+        schema = parameter_schema(flow_obj).model_dump()
+        for name, spec in schema["properties"].items():
+            assert spec.get("title") and spec["title"] != name, (flow_obj.name, name)
+            assert spec.get("description", "").endswith("."), (flow_obj.name, name)
+            assert name in schema.get("required", []) or "default" in spec, (flow_obj.name, name)
+    chain = parameter_schema(legnext_chain).model_dump()
+    props = chain["properties"]
+    assert props["steps"]["items"]["enum"] == ["diffusion", "enhance", "inpaint", "retexture"]
+    assert props["image_no"]["minimum"] == 0 and props["image_no"]["maximum"] == 3
+    assert chain["required"] == ["prompt"]
