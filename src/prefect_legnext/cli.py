@@ -373,6 +373,41 @@ def batch(
 
 
 @app.command()
+def setup(
+    concurrent_jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Size of legnext-account; default: the credentials block's."),
+    ] = None,
+    credentials_block: CredentialsOption = "legnext",
+    work_pool: Annotated[
+        str, typer.Option(help="Process work pool to create if missing ('' to skip).")
+    ] = "legnext-process",
+) -> None:
+    """Prepare the current Prefect server: blocks, legnext-account limit, work pool."""
+    from prefect_legnext.provisioning import (
+        ACCOUNT_LIMIT,
+        ensure_process_pool,
+        register_blocks,
+        upsert_account_limit,
+    )
+    from prefect_legnext.resolve import ConfigurationError, load_credentials
+
+    with user_errors():
+        names = register_blocks()
+        console.print(f"registered blocks: {', '.join(names)}", highlight=False)
+        if concurrent_jobs is None:
+            try:
+                concurrent_jobs = load_credentials(credentials_block).concurrent_jobs
+            except ConfigurationError:
+                concurrent_jobs = 6
+        upsert_account_limit(concurrent_jobs)
+        console.print(f"global concurrency limit {ACCOUNT_LIMIT}: {concurrent_jobs} slots")
+        if work_pool:
+            created = ensure_process_pool(work_pool)
+            console.print(f"work pool {work_pool}: {'created' if created else 'exists'}")
+
+
+@app.command()
 def demo(
     output_dir: Annotated[str, typer.Option(help="Where the contact sheet goes.")] = "demo-output",
 ) -> None:

@@ -14,7 +14,6 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from contextlib import suppress
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
@@ -44,13 +43,13 @@ from prefect_legnext.plans import (
     default_mask,
     plan_chain,
 )
+from prefect_legnext.provisioning import ACCOUNT_LIMIT, ensure_account_limit
 from prefect_legnext.resolve import load_bucket, load_credentials
 from prefect_legnext.responses import Job
 from prefect_legnext.storage import PersistedFile, PersistedJob, presigned_url
 from prefect_legnext.tasks import get_balance, persist_outputs, submit_request, wait_for_job
 
 T = TypeVar("T")
-ACCOUNT_LIMIT = "legnext-account"
 # Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
 BATCH_LISTENERS: list[Callable[[int, int], None]] = []
 DEFAULT_CREDENTIALS_BLOCK = "legnext"
@@ -181,23 +180,6 @@ def classic_chain(
         else:
             chain.append(ChainStep(action="retexture", image_no=carried, prompt=retexture_prompt))
     return chain
-
-
-def ensure_account_limit(limit: int) -> None:
-    """Create the ``legnext-account`` limit when missing; an existing one is the
-    operator's setting and is left alone (``prefect-legnext setup`` updates it)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT)
-        except ObjectNotFound:
-            with suppress(ObjectAlreadyExists):  # another run created it meanwhile
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=ACCOUNT_LIMIT, limit=limit)
-                )
 
 
 def _run_scope(idempotency_scope: str | None) -> str:

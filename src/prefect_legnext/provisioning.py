@@ -1,0 +1,76 @@
+"""What a Prefect server needs before the flows run there: the blocks' types, the
+``legnext-account`` global concurrency limit and a process work pool. Idempotent."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+ACCOUNT_LIMIT = "legnext-account"
+DEFAULT_WORK_POOL = "legnext-process"
+
+
+def register_blocks() -> list[str]:
+    """Register our block and the prefect-aws blocks the flows use, for UI forms."""
+    from prefect_aws import AwsCredentials, MinIOCredentials, S3Bucket
+
+    from prefect_legnext.blocks import LegnextCredentials
+
+    registered = []
+    for block in (LegnextCredentials, S3Bucket, AwsCredentials, MinIOCredentials):
+        block.register_type_and_schema()
+        registered.append(block.get_block_type_name())
+    return registered
+
+
+def ensure_account_limit(limit: int) -> None:
+    """Create ``legnext-account`` when missing; an existing limit is the operator's
+    setting and is left as it is (`upsert_account_limit` changes it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another run created it meanwhile
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=ACCOUNT_LIMIT, limit=limit)
+                )
+
+
+def upsert_account_limit(limit: int) -> None:
+    """Create ``legnext-account`` or set it to `limit` (and make it active)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(ACCOUNT_LIMIT, limit)
+        client.update_global_concurrency_limit(
+            ACCOUNT_LIMIT, GlobalConcurrencyLimitUpdate(active=True)
+        )
+
+
+def ensure_process_pool(name: str = DEFAULT_WORK_POOL) -> bool:
+    """Create a process work pool called `name` unless it exists. True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+            return False
+        except ObjectNotFound:
+            pass
+        with suppress(ObjectAlreadyExists):
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type="process",
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                )
+            )
+            return True
+    return False
