@@ -354,6 +354,47 @@ ImageNoParam = Annotated[int, Field(ge=0, le=3)]
 WaitParam = Annotated[float, Field(gt=0, le=24 * 3600)]
 PointsParam = Annotated[int, Field(ge=0)] | None
 
+# Parameters the flows share, with the title and description the UI form shows.
+IMAGE_NO_PARAM = _param(
+    0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
+)
+INPAINT_PROMPT_PARAM = _param(
+    "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
+)
+INPAINT_MASK_PARAM = _param(
+    default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
+)
+RETEXTURE_PROMPT_PARAM = _param(
+    "as a watercolour painting", "Retexture prompt", "The new texture or material."
+)
+RETEXTURE_SOURCE_PARAM = _param(
+    ImageSource.S3,
+    "Retexture source",
+    "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
+)
+CREDENTIALS_BLOCK_PARAM = _param(
+    DEFAULT_CREDENTIALS_BLOCK,
+    "Credentials block",
+    "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
+)
+STORAGE_BLOCK_PARAM = _param(
+    DEFAULT_STORAGE_BLOCK,
+    "Storage block",
+    "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
+)
+KEY_PREFIX_PARAM = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs.")
+MAX_WAIT_SECONDS_PARAM = _param(
+    900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
+)
+MAX_POINTS_PARAM = _param(
+    None, "Max points", "Stop before a submit that would spend more than this in total."
+)
+IDEMPOTENCY_SCOPE_PARAM = _param(
+    None,
+    "Idempotency scope",
+    "Runs with the same scope reuse each other's jobs; default: this flow run.",
+)
+
 
 @flow(name="legnext-chain", log_prints=False)
 def legnext_chain(
@@ -363,45 +404,17 @@ def legnext_chain(
         "Steps",
         "Which of diffusion, enhance, inpaint, retexture to run, in that order.",
     ),
-    image_no: ImageNoParam = _param(
-        0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
-    ),
-    inpaint_prompt: PromptParam | None = _param(
-        "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
-    ),
-    inpaint_mask: Mask = _param(
-        default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
-    ),
-    retexture_prompt: PromptParam = _param(
-        "as a watercolour painting", "Retexture prompt", "The new texture or material."
-    ),
-    retexture_source: ImageSource = _param(
-        ImageSource.S3,
-        "Retexture source",
-        "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
-    ),
-    credentials_block: str = _param(
-        DEFAULT_CREDENTIALS_BLOCK,
-        "Credentials block",
-        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
-    ),
-    storage_block: str = _param(
-        DEFAULT_STORAGE_BLOCK,
-        "Storage block",
-        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
-    ),
-    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
-    max_wait_seconds: WaitParam = _param(
-        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
-    ),
-    max_points: PointsParam = _param(
-        None, "Max points", "Stop before a submit that would spend more than this in total."
-    ),
-    idempotency_scope: str | None = _param(
-        None,
-        "Idempotency scope",
-        "Runs with the same scope reuse each other's jobs; default: this flow run.",
-    ),
+    image_no: ImageNoParam = IMAGE_NO_PARAM,
+    inpaint_prompt: PromptParam | None = INPAINT_PROMPT_PARAM,
+    inpaint_mask: Mask = INPAINT_MASK_PARAM,
+    retexture_prompt: PromptParam = RETEXTURE_PROMPT_PARAM,
+    retexture_source: ImageSource = RETEXTURE_SOURCE_PARAM,
+    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
+    storage_block: str = STORAGE_BLOCK_PARAM,
+    key_prefix: str = KEY_PREFIX_PARAM,
+    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
+    max_points: PointsParam = MAX_POINTS_PARAM,
+    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
 ) -> ChainResult:
     """Generate, enhance, inpaint and retexture, persisting every step to S3."""
     chain = classic_chain(prompt, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
@@ -427,28 +440,12 @@ def legnext_pipeline(
         "Image source",
         "For steps that take an image URL: our S3 copy (s3) or Legnext's temporary URL.",
     ),
-    credentials_block: str = _param(
-        DEFAULT_CREDENTIALS_BLOCK,
-        "Credentials block",
-        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
-    ),
-    storage_block: str = _param(
-        DEFAULT_STORAGE_BLOCK,
-        "Storage block",
-        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
-    ),
-    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
-    max_wait_seconds: WaitParam = _param(
-        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
-    ),
-    max_points: PointsParam = _param(
-        None, "Max points", "Stop before a submit that would spend more than this in total."
-    ),
-    idempotency_scope: str | None = _param(
-        None,
-        "Idempotency scope",
-        "Runs with the same scope reuse each other's jobs; default: this flow run.",
-    ),
+    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
+    storage_block: str = STORAGE_BLOCK_PARAM,
+    key_prefix: str = KEY_PREFIX_PARAM,
+    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
+    max_points: PointsParam = MAX_POINTS_PARAM,
+    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
 ) -> ChainResult:
     """Run any valid chain of Legnext steps, e.g. diffusion -> upscale -> pan ->
     remove_background, checked against each parent before any point is spent."""
@@ -480,45 +477,17 @@ def legnext_batch(
         "Steps",
         "Which of diffusion, enhance, inpaint, retexture each chain runs.",
     ),
-    image_no: ImageNoParam = _param(
-        0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
-    ),
-    inpaint_prompt: PromptParam | None = _param(
-        "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
-    ),
-    inpaint_mask: Mask = _param(
-        default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
-    ),
-    retexture_prompt: PromptParam = _param(
-        "as a watercolour painting", "Retexture prompt", "The new texture or material."
-    ),
-    retexture_source: ImageSource = _param(
-        ImageSource.S3,
-        "Retexture source",
-        "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
-    ),
-    credentials_block: str = _param(
-        DEFAULT_CREDENTIALS_BLOCK,
-        "Credentials block",
-        "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
-    ),
-    storage_block: str = _param(
-        DEFAULT_STORAGE_BLOCK,
-        "Storage block",
-        "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
-    ),
-    key_prefix: str = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs."),
-    max_wait_seconds: WaitParam = _param(
-        900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
-    ),
-    max_points: PointsParam = _param(
-        None, "Max points", "Stop before a submit that would spend more than this in total."
-    ),
-    idempotency_scope: str | None = _param(
-        None,
-        "Idempotency scope",
-        "Runs with the same scope reuse each other's jobs; default: this flow run.",
-    ),
+    image_no: ImageNoParam = IMAGE_NO_PARAM,
+    inpaint_prompt: PromptParam | None = INPAINT_PROMPT_PARAM,
+    inpaint_mask: Mask = INPAINT_MASK_PARAM,
+    retexture_prompt: PromptParam = RETEXTURE_PROMPT_PARAM,
+    retexture_source: ImageSource = RETEXTURE_SOURCE_PARAM,
+    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
+    storage_block: str = STORAGE_BLOCK_PARAM,
+    key_prefix: str = KEY_PREFIX_PARAM,
+    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
+    max_points: PointsParam = MAX_POINTS_PARAM,
+    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
 ) -> BatchResult:
     """Many chains side by side; the ``legnext-account`` limit keeps the account busy
     but never over-queued, whatever the number of prompts, runs and workers."""
