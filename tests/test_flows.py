@@ -283,3 +283,42 @@ def test_flow_parameters_render_a_clear_form() -> None:
     assert props["steps"]["items"]["enum"] == ["diffusion", "enhance", "inpaint", "retexture"]
     assert props["image_no"]["minimum"] == 0 and props["image_no"]["maximum"] == 3
     assert chain["required"] == ["prompt"]
+
+
+def test_text_steps_store_their_prompts(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    import json
+
+    sim, bucket, names = blocks
+    result = legnext_pipeline(
+        steps=[ChainStep(action="shorten", prompt="a very long prompt about a quiet harbour")],
+        **names,
+    )
+    (step,) = result.steps
+    assert step.s3_uris == [] and step.prompts and step.prompts[0].startswith("a very long")
+    sidecar = json.loads(s3_bytes(bucket, step.sidecar_uri))
+    assert sidecar["prompts"] == step.prompts
+    assert result.total_points == 20 == sim.stats()["points"]["charged"]
+
+
+def test_parent_flow_retry_reuses_the_jobs_of_its_subflow(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    from prefect import flow
+
+    sim, _, names = blocks
+    attempts = {"n": 0}
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def nightly() -> ChainResult:
+        chain = legnext_chain(prompt="a harbour", steps=["diffusion", "enhance"], **names)
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            raise RuntimeError("something after the subflow failed")
+        return chain
+
+    result = nightly()
+    assert attempts["n"] == 2 and len(result.steps) == 2
+    stats = sim.stats()
+    assert stats["jobs_total"] == 2 and stats["duplicate_creates"] == 0

@@ -4,7 +4,7 @@ generated per-endpoint tasks, retry policy, and "never pay twice"."""
 from __future__ import annotations
 
 import inspect
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,13 @@ from prefect_legnext import (
 )
 from prefect_legnext import tasks as legnext_tasks
 from prefect_legnext.endpoints import CREATE_ENDPOINTS
-from prefect_legnext.ledger import LedgerRecord, LocalLedger, S3Ledger, body_sha256
+from prefect_legnext.ledger import (
+    IN_PROGRESS_GRACE_SECONDS,
+    LedgerRecord,
+    LocalLedger,
+    S3Ledger,
+    body_sha256,
+)
 from prefect_legnext.models import DiffusionRequest
 from prefect_legnext.retry import NO_RETRY
 from prefect_legnext.simulator import LegnextSimulator
@@ -189,11 +195,11 @@ class FlakyLedger(LocalLedger):
         super().__init__(directory)
         self.failures_left = 1
 
-    def job_ids_since(self, since: datetime) -> set[str]:
+    def records_since(self, since: datetime) -> list[LedgerRecord]:
         if self.failures_left:
             self.failures_left -= 1
             raise TransportError("ledger briefly unreachable")
-        return super().job_ids_since(since)
+        return super().records_since(since)
 
 
 def test_retried_submit_task_creates_no_new_job(
@@ -240,8 +246,8 @@ def test_flow_retry_reuses_the_submitted_job(
     stats = sim.stats()
     assert stats["jobs_total"] == 1 and stats["duplicate_creates"] == 0
     # The ledger lives in the bucket, beside the outputs.
-    records = S3Ledger(legnext_s3_bucket).job_ids_since(datetime(2000, 1, 1, tzinfo=UTC))
-    assert records == {job.job_id}
+    records = S3Ledger(legnext_s3_bucket).records_since(datetime(2000, 1, 1, tzinfo=UTC))
+    assert [r.job_id for r in records] == [job.job_id]
 
 
 def test_same_idempotency_key_reuses_across_flow_runs(
@@ -284,8 +290,9 @@ def test_worker_death_between_post_and_record_is_reconciled(
     sim = legnext_simulator_factory(time_scale=0.02)
     request = DiffusionRequest(text="crashed mid-submit")
     ledger = LocalLedger(tmp_path)
-    # What a worker leaves when it dies after its POST went out: the write-ahead record.
-    now = datetime.now(UTC)
+    # What a worker leaves when it dies after its POST went out: the write-ahead record,
+    # older than the grace given to a submit that may still be in progress elsewhere.
+    now = datetime.now(UTC) - timedelta(seconds=IN_PROGRESS_GRACE_SECONDS + 1)
     from prefect_legnext.endpoints import endpoint
 
     ledger.put(
@@ -294,7 +301,7 @@ def test_worker_death_between_post_and_record_is_reconciled(
                      state="submitting", submitted_at=now, updated_at=now)
     )  # fmt: skip
     with legnext_client_for(sim) as client:
-        orphan = client.create(request)  # the POST that did reach Legnext
+        orphan = client.create(request)  # the POST that did reach Legnext (just now)
 
     @flow
     def resume() -> Job:

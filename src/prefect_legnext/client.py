@@ -231,7 +231,10 @@ class _ClientCore:
 
     @staticmethod
     def _first_wait(poll: PollPolicy, job: Job | None) -> float:
-        return poll.first_wait(job.task_type) if job is not None else 0.0
+        # A job already finished (e.g. reused from a ledger) needs one read, not a wait.
+        if job is None or job.is_finished:
+            return 0.0
+        return poll.first_wait(job.task_type)
 
     @staticmethod
     def _job_id(job: str | Job) -> str:

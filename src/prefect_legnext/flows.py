@@ -10,7 +10,9 @@ Everything that can be checked is checked before the first paid call.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -24,6 +26,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -31,13 +34,14 @@ from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
 from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.ledger import derive_key
+from prefect_legnext.ledger import S3Ledger
 from prefect_legnext.models import Mask
 from prefect_legnext.plans import (
     BudgetExceededError,
     ChainPlan,
     ChainStep,
     ImageSource,
+    PlannedStep,
     build_request,
     check_parent,
     default_mask,
@@ -47,7 +51,13 @@ from prefect_legnext.provisioning import ACCOUNT_LIMIT, ensure_account_limit
 from prefect_legnext.resolve import load_bucket, load_credentials
 from prefect_legnext.responses import Job
 from prefect_legnext.storage import PersistedFile, PersistedJob, presigned_url
-from prefect_legnext.tasks import get_balance, persist_outputs, submit_request, wait_for_job
+from prefect_legnext.tasks import (
+    flow_run_scope,
+    get_balance,
+    persist_outputs,
+    submit_request,
+    wait_for_job,
+)
 
 T = TypeVar("T")
 # Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
@@ -85,6 +95,7 @@ class StepResult(BaseModel):
     points: int
     duration_seconds: float
     s3_uris: list[str]
+    prompts: list[str] | None = None
     grid_uri: str | None
     sidecar_uri: str
     files: list[PersistedFile]
@@ -114,6 +125,10 @@ class RunSettings(BaseModel):
     image_source: ImageSource
     scope: str
 
+    def ledger(self) -> S3Ledger:
+        """Submits of flows are recorded beside their outputs, shared by every worker."""
+        return S3Ledger(self.bucket)
+
 
 class PointBudget:
     """Points this run may still spend: min(max_points, the account's available points).
@@ -123,6 +138,7 @@ class PointBudget:
         self.max_points = max_points
         self.available = available
         self.reserved = 0
+        self.paid_before = 0
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for process-based task runners
@@ -132,27 +148,38 @@ class PointBudget:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def check_plan(self, points: int) -> None:
+    def check_plan(self, points: int, *, first_attempt: bool = True) -> None:
+        """Refuse a run whose planned cost is above max_points or, on its first attempt,
+        above the account's balance (a retry reuses jobs it already paid for)."""
         if self.max_points is not None and points > self.max_points:
             raise BudgetExceededError(
                 f"the run costs {points} points, above max_points={self.max_points}; "
                 "nothing was submitted"
             )
-        if points > self.available:
+        if first_attempt and points > self.available:
             raise BudgetExceededError(
                 f"the run costs {points} points but the account has {self.available} "
                 "available; nothing was submitted"
             )
 
-    def reserve(self, points: int, what: str) -> None:
+    def reserve(self, points: int, what: str, *, already_paid: bool = False) -> None:
+        """Count `points` against the budget. A job an earlier attempt of this run paid
+        for counts against max_points but not against what the account has left."""
         with self._lock:
-            cap = min(self.available, self.max_points or self.available)
-            if self.reserved + points > cap:
+            spent = self.reserved + points
+            if self.max_points is not None and spent > self.max_points:
                 raise BudgetExceededError(
                     f"{what} would cost {points} points, {self.reserved} already spent of "
-                    f"{cap} allowed; not submitted"
+                    f"max_points={self.max_points}; not submitted"
                 )
-            self.reserved += points
+            if not already_paid and self.reserved - self.paid_before + points > self.available:
+                raise BudgetExceededError(
+                    f"{what} would cost {points} points; the account has "
+                    f"{self.available - (self.reserved - self.paid_before)} left; not submitted"
+                )
+            self.reserved = spent
+            if already_paid:
+                self.paid_before += points
 
 
 def classic_chain(
@@ -182,13 +209,20 @@ def classic_chain(
     return chain
 
 
-def _run_scope(idempotency_scope: str | None) -> str:
-    if idempotency_scope:
-        return idempotency_scope
+def _current_flow_run() -> FlowRun:
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("chains run inside a flow run")
-    return f"flow-run:{context.flow_run.id}"
+    return context.flow_run
+
+
+def _step_identity(scope: str, planned: PlannedStep, parent: Job | None) -> tuple[str, str]:
+    """The idempotency key and fingerprint of a step: its run scope, position, definition
+    and parent job, never the literal request (a presigned URL differs on each try)."""
+    definition = [planned.step.model_dump(mode="json"), parent.job_id if parent else None]
+    fingerprint = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+    basis = json.dumps([scope, f"step-{planned.index}", fingerprint])
+    return hashlib.sha256(basis.encode()).hexdigest()[:40], fingerprint
 
 
 def _image_url(settings: RunSettings, job: Job, stored: PersistedJob, image_no: int) -> str:
@@ -231,13 +265,20 @@ def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> Ch
             parent_image_url=image_url,
         )
         cost = target.cost(request, parent.points if parent is not None else None)
-        budget.reserve(cost, where)
-        key = derive_key(target, request, [settings.scope, f"step-{planned.index}"])
+        key, fingerprint = _step_identity(settings.scope, planned, parent)
+        recorded = settings.ledger().get(key)
+        budget.reserve(
+            cost, where, already_paid=recorded is not None and recorded.job_id is not None
+        )
         started = time.monotonic()
         with concurrency(ACCOUNT_LIMIT, occupy=1):
             job = _sync(
                 submit_request(
-                    settings.credentials, request, idempotency_key=key, ledger=settings.bucket
+                    settings.credentials,
+                    request,
+                    idempotency_key=key,
+                    ledger=settings.bucket,
+                    fingerprint=fingerprint,
                 )
             )
             done = _sync(wait_for_job(settings.credentials, job, settings.max_wait_seconds))
@@ -267,6 +308,7 @@ def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> Ch
             points=done.points,
             duration_seconds=round(duration, 3),
             s3_uris=stored.uris,
+            prompts=done.output.prompts if done.output else None,
             grid_uri=stored.grid.uri if stored.grid else None,
             sidecar_uri=stored.sidecar_uri,
             files=stored.files,
@@ -291,8 +333,9 @@ def _step_artifact(settings: RunSettings, result: StepResult, stored: PersistedJ
             lines.append(f"![output {item.index}]({url})")
         else:
             lines.append(f"- [output {item.index}]({url}) ({item.content_type}, {item.size} bytes)")
+    lines.extend(f"- {prompt}" for prompt in result.prompts or [])
     lines.append("")
-    lines.append(f"Stored under `{stored.files[0].uri.rsplit('/', 1)[0]}/` with `job.json`.")
+    lines.append(f"Stored with its sidecar `{result.sidecar_uri}`.")
     create_markdown_artifact(
         markdown="\n".join(lines),
         description=f"Legnext {result.action} outputs (links valid 7 days)",
@@ -334,7 +377,9 @@ def _prepare_run(
     bucket = load_bucket(storage_block)
     balance = _sync(get_balance(credentials))
     budget = PointBudget(max_points, balance.available_points)
-    budget.check_plan(sum(p.points for p in plans))
+    flow_run = _current_flow_run()
+    first_attempt = idempotency_scope is None and flow_run.run_count <= 1
+    budget.check_plan(sum(p.points for p in plans), first_attempt=first_attempt)
     ensure_account_limit(credentials.concurrent_jobs)
     settings = RunSettings(
         credentials=credentials,
@@ -342,7 +387,7 @@ def _prepare_run(
         key_prefix=key_prefix,
         max_wait_seconds=max_wait_seconds,
         image_source=image_source,
-        scope=_run_scope(idempotency_scope),
+        scope=idempotency_scope or flow_run_scope(flow_run),
     )
     return plans, settings, budget
 

@@ -28,11 +28,13 @@ import logging
 import os
 import re
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from prefect_legnext.endpoints import CreateEndpoint, endpoint_for
@@ -48,6 +50,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("prefect_legnext.ledger")
 
 CLOCK_SKEW = timedelta(minutes=2)
+# A create answers within the client's 30 s read timeout: a "submitting" record older
+# than this belongs to a submit that died, and is reconciled rather than waited for.
+IN_PROGRESS_GRACE_SECONDS = 60.0
+IN_PROGRESS_POLL_SECONDS = 0.5
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 CALLBACK_TAG = "legnext_idempotency_key"
 OnUnknown = Literal["raise", "resubmit"]
@@ -69,9 +75,15 @@ class JobLedger(Protocol):
     """Where ``key -> job id`` records live."""
 
     def get(self, key: str) -> LedgerRecord | None: ...
+    def create(self, record: LedgerRecord) -> bool:
+        """Write `record` only if its key has none yet; False when another was first."""
+        ...
+
     def put(self, record: LedgerRecord) -> None: ...
     def delete(self, key: str) -> None: ...
-    def job_ids_since(self, since: datetime) -> set[str]: ...
+    def records_since(self, since: datetime) -> list[LedgerRecord]:
+        """Records written at or after `since` (to tell claimed and unresolved jobs)."""
+        ...
 
 
 class LocalLedger:
@@ -93,28 +105,49 @@ class LocalLedger:
         except FileNotFoundError:
             return None
 
-    def put(self, record: LedgerRecord) -> None:
-        # Write then rename: a reader never sees half a record.
+    def _staged(self, record: LedgerRecord) -> str:
+        # Written aside first, then linked or renamed: a reader never sees half a record.
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(record.model_dump_json().encode())
-        os.replace(tmp, self._path(record.key))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(record.model_dump_json().encode())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    def create(self, record: LedgerRecord) -> bool:
+        tmp = self._staged(record)
+        try:
+            os.link(tmp, self._path(record.key))  # atomic, and fails if the key exists
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
+
+    def put(self, record: LedgerRecord) -> None:
+        os.replace(self._staged(record), self._path(record.key))
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def job_ids_since(self, since: datetime) -> set[str]:
-        ids = set()
+    def records_since(self, since: datetime) -> list[LedgerRecord]:
+        records = []
         for path in self.directory.glob("*.json"):
-            record = LedgerRecord.model_validate_json(path.read_bytes())
-            if record.job_id and record.updated_at >= since:
-                ids.add(record.job_id)
-        return ids
+            try:
+                record = LedgerRecord.model_validate_json(path.read_bytes())
+            except FileNotFoundError:  # deleted by another submit meanwhile
+                continue
+            if record.updated_at >= since:
+                records.append(record)
+        return records
 
 
 class S3Ledger:
     """Records as small JSON objects under ``{bucket_folder}/{prefix}/`` of an S3 bucket:
-    shared by every worker, durable, beside the outputs they protect."""
+    shared by every worker, durable, beside the outputs they protect. New records are
+    written with ``If-None-Match: *`` so that two workers cannot both claim a key."""
 
     def __init__(self, bucket: S3Bucket, prefix: str = "legnext/_ledger") -> None:
         self.bucket = bucket
@@ -127,26 +160,51 @@ class S3Ledger:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}.json"
 
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        from prefect_legnext.storage import storage_error
+
+        try:
+            return getattr(self._s3, method)(Bucket=self.bucket.bucket_name, **kwargs)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            if isinstance(exc, ClientError) and _code(exc) in _LOST_RACE + _MISSING:
+                raise
+            raise storage_error(self.bucket, exc) from exc
+
     def get(self, key: str) -> LedgerRecord | None:
         try:
-            answer = self._s3.get_object(Bucket=self.bucket.bucket_name, Key=self._key(key))
-        except self._s3.exceptions.NoSuchKey:
-            return None
+            answer = self._call("get_object", Key=self._key(key))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
         return LedgerRecord.model_validate_json(answer["Body"].read())
 
-    def put(self, record: LedgerRecord) -> None:
-        self._s3.put_object(
-            Bucket=self.bucket.bucket_name,
+    def _write(self, record: LedgerRecord, **conditions: str) -> None:
+        self._call(
+            "put_object",
             Key=self._key(record.key),
             Body=record.model_dump_json().encode(),
             ContentType="application/json",
+            **conditions,
         )
 
-    def delete(self, key: str) -> None:
-        self._s3.delete_object(Bucket=self.bucket.bucket_name, Key=self._key(key))
+    def create(self, record: LedgerRecord) -> bool:
+        try:
+            self._write(record, IfNoneMatch="*")
+        except ClientError as exc:
+            if _code(exc) in _LOST_RACE:
+                return False
+            raise
+        return True
 
-    def job_ids_since(self, since: datetime) -> set[str]:
-        ids = set()
+    def put(self, record: LedgerRecord) -> None:
+        self._write(record)
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Key=self._key(key))
+
+    def records_since(self, since: datetime) -> list[LedgerRecord]:
+        records = []
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket.bucket_name, Prefix=f"{self.prefix}/"
         )
@@ -154,9 +212,17 @@ class S3Ledger:
             for item in page.get("Contents", []):
                 if item["LastModified"] >= since:
                     record = self.get(item["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
-                    if record is not None and record.job_id:
-                        ids.add(record.job_id)
-        return ids
+                    if record is not None and record.updated_at >= since:
+                        records.append(record)
+        return records
+
+
+_LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+_MISSING = ("NoSuchKey", "404")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def default_ledger_dir() -> Path:
@@ -237,9 +303,18 @@ def submit_once(
     key: str,
     *,
     on_unknown: OnUnknown = "raise",
+    fingerprint: str | None = None,
+    in_progress_grace: float = IN_PROGRESS_GRACE_SECONDS,
 ) -> tuple[Job, bool]:
     """Submit `request` at most once per `key`. Returns the job and whether it was
     reused (True) rather than created by this call.
+
+    Args:
+        fingerprint: what makes two submits the same, for the conflict check;
+            default the request body (image URLs without their query).
+        in_progress_grace: how long a ``submitting`` record is taken for a live
+            submit elsewhere (waited for) before it is taken for a dead one
+            (reconciled).
 
     Raises:
         OutcomeUnknownError: a previous or this attempt may have created a job that
@@ -247,35 +322,65 @@ def submit_once(
         ValueError: `key` was used before for a different request.
     """
     endpoint = endpoint_for(request)
-    digest = body_sha256(endpoint, request)
+    digest = fingerprint or body_sha256(endpoint, request)
     request = tag_callback(request, key)
-    record = ledger.get(key)
-    if record is not None:
+    while True:
+        record = ledger.get(key)
+        if record is None:
+            fresh = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
+            if ledger.create(fresh):
+                return _post(client, ledger, request, fresh)
+            continue  # another submit claimed the key first: read its record
         if record.body_sha256 != digest:
             raise ValueError(
                 f"idempotency key {key} was used for a different {record.endpoint} request"
             )
         if record.job_id is not None:
-            logger.info("reusing job %s for key %s: no new submit", record.job_id, key)
-            return client.get_job(record.job_id), True
+            job = client.get_job(record.job_id)
+            if not job.is_failed:
+                logger.info("reusing job %s for key %s: no new submit", record.job_id, key)
+                return job, True
+            # A failed job released its points: submitting again cannot pay twice.
+            logger.warning("job %s for key %s failed; submitting again", job.job_id, key)
+            retry = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
+            ledger.put(retry)
+            return _post(client, ledger, request, retry)
+        age = (_now() - record.updated_at).total_seconds()
+        if record.state == "submitting" and age < in_progress_grace:
+            # Probably a live submit elsewhere (same key): wait for its job id.
+            time.sleep(min(IN_PROGRESS_POLL_SECONDS, in_progress_grace - age))
+            continue
         adopted = reconcile(client, ledger, record)
         if adopted is not None:
             return adopted, True
         if on_unknown == "raise":
             raise _unknown(record, "an earlier attempt's outcome could not be reconciled")
         logger.warning("resubmitting %s for key %s at the caller's request", endpoint.name, key)
+        retry = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
+        ledger.put(retry)
+        return _post(client, ledger, request, retry)
+
+
+def _record(
+    key: str, endpoint: str, task_type: str, digest: str, callback: str | None
+) -> LedgerRecord:
     now = _now()
-    record = LedgerRecord(
+    return LedgerRecord(
         key=key,
-        endpoint=endpoint.name,
-        task_type=endpoint.task_type,
+        endpoint=endpoint,
+        task_type=task_type,
         body_sha256=digest,
         state="submitting",
         submitted_at=now,
         updated_at=now,
-        callback=request.callback,
+        callback=callback,
     )
-    ledger.put(record)
+
+
+def _post(
+    client: LegnextClient, ledger: JobLedger, request: LegnextRequest, record: LedgerRecord
+) -> tuple[Job, bool]:
+    """The paid POST, after its write-ahead record, and what its outcome means for it."""
     try:
         job = client.create(request)
     except OutcomeUnknownError:
@@ -286,7 +391,7 @@ def submit_once(
             raise
         return adopted, True
     except LegnextError:
-        ledger.delete(key)  # refused before acceptance: nothing exists, nothing is owed
+        ledger.delete(record.key)  # refused before acceptance: nothing exists, nothing is owed
         raise
     _record_job(ledger, record, job.job_id)
     return job, False
@@ -294,18 +399,27 @@ def submit_once(
 
 def reconcile(client: LegnextClient, ledger: JobLedger, record: LedgerRecord) -> Job | None:
     """Find the job an unanswered submit created, among the account's active tasks:
-    same task type, created since the submit (minus clock skew), not claimed by another
-    ledger record, and, when we sent a callback, echoing our key in it."""
+    same task type, created since the submit (minus clock skew), not claimed by
+    another ledger record, and, when we sent a callback, echoing our key in it. While
+    another submit of the same type is unresolved, its job and ours cannot be told
+    apart: nothing is adopted."""
     since = record.submitted_at - CLOCK_SKEW
-    claimed = ledger.job_ids_since(since)
+    others = [r for r in ledger.records_since(since) if r.key != record.key]
+    if any(r.job_id is None and r.task_type == record.task_type for r in others):
+        logger.warning(
+            "reconciling key %s: another %s submit is unresolved; not adopting any job",
+            record.key, record.task_type,
+        )  # fmt: skip
+        return None
+    claimed = {r.job_id for r in others if r.job_id}
     candidates = [
-        task
+        task.job_id
         for task in client.active_tasks().tasks
-        if task.task_type == record.task_type
-        and (task.created_at is None or task.created_at >= since)
-        and task.job_id not in claimed
+        if task.task_type == record.task_type and task.job_id not in claimed
     ]
-    jobs = [client.get_job(task.job_id) for task in candidates]
+    jobs = [client.get_job(job_id) for job_id in candidates]
+    # A job without a creation time cannot be placed in the window: never adopt it.
+    jobs = [j for j in jobs if j.meta.created_at is not None and j.meta.created_at >= since]
     if record.callback:
         jobs = [job for job in jobs if _echoes(job, record.key)]
     if len(jobs) != 1:
@@ -326,9 +440,17 @@ def _echoes(job: Job, key: str) -> bool:
 
 
 def _record_job(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
-    ledger.put(
-        record.model_copy(update={"state": "submitted", "job_id": job_id, "updated_at": _now()})
-    )
+    """Record the job id. The job exists and is paid for whatever happens here: a
+    failure to record is logged loudly and the job is still handed back."""
+    try:
+        ledger.put(
+            record.model_copy(update={"state": "submitted", "job_id": job_id, "updated_at": _now()})
+        )
+    except Exception:
+        logger.exception(
+            "could not record job %s for key %s in %r; a later retry may not find it",
+            job_id, record.key, ledger,
+        )  # fmt: skip
 
 
 def _unknown(record: LedgerRecord, reason: str) -> OutcomeUnknownError:

@@ -171,6 +171,7 @@ def persist_job(
         "ended_at": _iso(job.meta.ended_at),
         "persisted_at": datetime.now(UTC).isoformat(),
         "original_urls": job.output_urls,
+        "prompts": output.prompts if output else None,  # describe and shorten
         "original_grid_url": output.image_url if output else None,
         **(metadata or {}),
         "files": [f.model_dump(mode="json") for f in files],
@@ -207,7 +208,9 @@ def _stored_sidecar(s3: Any, bucket: S3Bucket, key: str) -> PersistedJob | None:
     except ClientError as exc:
         if _code(exc) in ("NoSuchKey", "404"):
             return None
-        raise _storage_error(bucket, exc) from exc
+        raise storage_error(bucket, exc) from exc
+    except (BotoCoreError, OSError) as exc:
+        raise storage_error(bucket, exc) from exc
     sidecar = json.loads(body)
     files = [PersistedFile.model_validate({**f, "reused": True}) for f in sidecar["files"]]
     grid = sidecar.get("grid")
@@ -324,9 +327,9 @@ def _head(s3: Any, bucket: S3Bucket, key: str) -> dict[str, Any] | None:
     except ClientError as exc:
         if _code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
-        raise _storage_error(bucket, exc) from exc
+        raise storage_error(bucket, exc) from exc
     except (BotoCoreError, OSError) as exc:
-        raise _storage_error(bucket, exc) from exc
+        raise storage_error(bucket, exc) from exc
     return head
 
 
@@ -334,14 +337,14 @@ def _s3_call(bucket: S3Bucket, call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
     except (ClientError, BotoCoreError, OSError) as exc:
-        raise _storage_error(bucket, exc) from exc
+        raise storage_error(bucket, exc) from exc
     except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError as text
         if type(exc).__name__ == "S3UploadFailedError":
-            raise _storage_error(bucket, exc) from exc
+            raise storage_error(bucket, exc) from exc
         raise
 
 
-def _storage_error(bucket: S3Bucket, exc: Exception) -> StorageError:
+def storage_error(bucket: S3Bucket, exc: Exception) -> StorageError:
     name = bucket.bucket_name
     endpoint = bucket.credentials.aws_client_parameters.endpoint_url or "AWS"
     code = _code(exc) if isinstance(exc, ClientError) else ""

@@ -18,7 +18,9 @@ async ones (`async_dispatch`); call ``.aio`` or the ``a``-prefixed task to force
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -26,7 +28,9 @@ from typing import TYPE_CHECKING, Any, cast
 from prefect import Task, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.cache_policies import NO_CACHE
-from prefect.context import TaskRunContext
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
@@ -67,7 +71,8 @@ if TYPE_CHECKING:
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TransportError, ServerError, RateLimitedError)
 STORAGE_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (StorageUnavailableError, DownloadError)
 # A retried submit reconciles through the ledger before it could POST: safe to retry.
-SUBMIT_RETRY_ERRORS = (*TRANSIENT_ERRORS, OutcomeUnknownError)
+# A ledger that S3 could not reach is transient too: nothing was POSTed without it.
+SUBMIT_RETRY_ERRORS = (*TRANSIENT_ERRORS, OutcomeUnknownError, StorageUnavailableError)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 
 
@@ -102,7 +107,32 @@ def idempotency_scope() -> list[str]:
             "no Prefect run: pass idempotency_key=... to submit outside a flow or task run"
         )
     run = context.task_run
-    return [f"flow-run:{run.flow_run_id}" if run.flow_run_id else f"task-run:{run.id}"]
+    if run.flow_run_id is None:
+        return [f"task-run:{run.id}"]
+    flow_context = FlowRunContext.get()
+    flow_run = flow_context.flow_run if flow_context else None
+    if flow_run is None or flow_run.id != run.flow_run_id:
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(run.flow_run_id)
+    return [flow_run_scope(flow_run)]
+
+
+def flow_run_scope(flow_run: FlowRun) -> str:
+    """A flow run's idempotency scope. A subflow gets a new flow run each time its
+    parent retries, so it is scoped to its root flow run, its flow and its parameters
+    (identical subflow calls in one root run share their jobs)."""
+    if flow_run.parent_task_run_id is None:
+        return f"flow-run:{flow_run.id}"
+    root = flow_run
+    with get_client(sync_client=True) as client:
+        while root.parent_task_run_id is not None:
+            parent_task = client.read_task_run(root.parent_task_run_id)
+            if parent_task.flow_run_id is None:
+                break
+            root = client.read_flow_run(parent_task.flow_run_id)
+    parameters = json.dumps(flow_run.parameters, sort_keys=True, default=str)
+    digest = hashlib.sha256(f"{flow_run.flow_id}:{parameters}".encode()).hexdigest()[:16]
+    return f"flow-run:{root.id}/subflow:{digest}"
 
 
 def _submit(
@@ -111,6 +141,7 @@ def _submit(
     idempotency_key: str | None,
     ledger: LedgerArg,
     on_unknown: OnUnknown,
+    fingerprint: str | None = None,
 ) -> Job:
     endpoint = endpoint_for(request)
     key = (
@@ -121,7 +152,12 @@ def _submit(
     logger = get_run_logger()
     with credentials.get_client() as client:
         job, reused = submit_once(
-            client, resolve_ledger(ledger), request, key, on_unknown=on_unknown
+            client,
+            resolve_ledger(ledger),
+            request,
+            key,
+            on_unknown=on_unknown,
+            fingerprint=fingerprint,
         )
     if reused:
         logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
@@ -180,10 +216,11 @@ async def asubmit_request(
     idempotency_key: str | None = None,
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
+    fingerprint: str | None = None,
 ) -> Job:
     """Submit any validated request once (a paid call). See `submit_request`."""
     return await run_sync_in_worker_thread(
-        _submit, credentials, request, idempotency_key, ledger, on_unknown
+        _submit, credentials, request, idempotency_key, ledger, on_unknown, fingerprint
     )
 
 
@@ -195,6 +232,7 @@ def submit_request(
     idempotency_key: str | None = None,
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
+    fingerprint: str | None = None,
 ) -> Job:
     """Submit any validated request, at most once per idempotency key (a paid call).
 
@@ -208,6 +246,8 @@ def submit_request(
             directory path, or None for ``$PREFECT_HOME/legnext/ledger``.
         on_unknown: "raise" (default) stops when an earlier submit's outcome cannot
             be reconciled; "resubmit" accepts the risk of paying twice.
+        fingerprint: what makes two submits under one key the same request (default:
+            the body); a key reused for a different fingerprint is refused.
 
     Returns:
         The job as Legnext answered it (status pending), or the reused job.
@@ -226,7 +266,7 @@ def submit_request(
             return wait_for_job(credentials, job)
         ```
     """
-    return _submit(credentials, request, idempotency_key, ledger, on_unknown)
+    return _submit(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)
 
 
 def _progress_logger(job: Job | str, max_wait_seconds: float) -> Callable[[Job], None]:
