@@ -92,4 +92,16 @@ def test_collections_entry_point_names_the_package() -> None:
     from importlib.metadata import entry_points
 
     (entry,) = [e for e in entry_points(group="prefect.collections") if e.name == "prefect_legnext"]
-    assert entry.load() is prefect_legnext
+    assert entry.load().LegnextCredentials is LegnextCredentials
+
+
+def test_the_client_floor_imports_no_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from prefect_legnext import LegnextClient; "
+        "import prefect_legnext.simulator; print('prefect' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

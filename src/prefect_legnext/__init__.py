@@ -1,6 +1,11 @@
-"""prefect-legnext: run Legnext (Midjourney) image pipelines with Prefect 3."""
+"""prefect-legnext: run Legnext (Midjourney) image pipelines with Prefect 3.
 
-from prefect_legnext.blocks import LegnextCredentials
+The client floor (`LegnextClient`, models, errors) imports no Prefect, so it can be
+used alone; `LegnextCredentials` loads Prefect on first use.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from prefect_legnext.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.endpoints import CREATE_ENDPOINTS, QUERY_ENDPOINTS, CreateEndpoint, endpoint
 from prefect_legnext.errors import (
@@ -53,3 +58,18 @@ __all__ = [
     "TransportError",
     "endpoint",
 ]
+
+if TYPE_CHECKING:
+    from prefect_legnext.blocks import LegnextCredentials
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LegnextCredentials":
+        from prefect_legnext.blocks import LegnextCredentials
+
+        return LegnextCredentials
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # `prefect block register -m prefect_legnext` lists these
+    return sorted(set(globals()) | {"LegnextCredentials"})
