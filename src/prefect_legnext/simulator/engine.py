@@ -373,11 +373,12 @@ class Engine:
             assert request.prompt is not None
             urls = [request.prompt.split(maxsplit=1)[0]]
         mask = getattr(request, "mask", None)
+        if job.parent is not None and request is job.parent.render_request:
+            # A reroll draws from its parent's inputs, already fetched.
+            job.sources, job.mask_source = job.parent.sources, job.parent.mask_source
+            return None
         try:
-            if not job.sources:  # a reroll inherits its parent's sources
-                job.sources = [await self._download(url) for url in urls]
-                if job.parent is not None and job.render_request is job.parent.render_request:
-                    job.sources = job.parent.sources
+            job.sources = [await self._download(url) for url in urls]
             if isinstance(mask, m.Mask) and mask.url is not None:
                 job.mask_source = await self._download(mask.url)
         except _FetchError as exc:
