@@ -239,7 +239,10 @@ def _chain_options(
     key_prefix: str,
     max_points: int | None,
     max_wait_seconds: float,
+    offline: bool,
 ) -> dict[str, Any]:
+    if offline:  # no block names: the flow reads the offline services from the environment
+        credentials_block = storage_block = ""
     return {
         "steps": [s.strip() for s in steps.split(",") if s.strip()],
         "image_no": image_no,
@@ -308,9 +311,8 @@ def chain(
 ) -> None:
     """Run the chain generate -> enhance -> inpaint -> retexture for one prompt."""
     options = _chain_options(
-        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source,
-        "" if offline else credentials_block, "" if offline else storage_block, key_prefix,
-        max_points, max_wait_seconds,
+        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source, credentials_block,
+        storage_block, key_prefix, max_points, max_wait_seconds, offline,
     )  # fmt: skip
     with _flow_environment(offline), console.status("running the chain"):
         from prefect_legnext.flows import legnext_chain
@@ -348,9 +350,8 @@ def batch(
     if not wanted:
         raise fail("no prompts: pass them as arguments or with --file")
     options = _chain_options(
-        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source,
-        "" if offline else credentials_block, "" if offline else storage_block, key_prefix,
-        max_points, max_wait_seconds,
+        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source, credentials_block,
+        storage_block, key_prefix, max_points, max_wait_seconds, offline,
     )  # fmt: skip
     progress = Progress(
         "chains", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
