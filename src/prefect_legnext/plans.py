@@ -125,21 +125,47 @@ def default_mask() -> Mask:
     return Mask(areas=[square])
 
 
+_VERSION_FLAG = re.compile(r"--v(?:ersion)?\s+(\S+)")
+
+
 def with_draft_flags(prompt: str) -> str:
-    """Enhance needs a draft parent: make sure the prompt asks for ``--v 7 --draft``."""
-    if DRAFT_FLAGS.search(prompt) and VERSION_7.search(prompt):
-        return prompt
-    cleaned = re.sub(r"--v(?:ersion)?\s+\S+|--draft\b", "", prompt).strip()
-    return f"{cleaned} {DRAFT_SUFFIX}"
+    """Enhance needs a draft parent (``--v 7 --draft``, the vendor's enhance page): append
+    whichever of the two flags the prompt lacks, keeping the user's text as written.
+
+    Raises:
+        ChainError: the prompt asks for another model version (e.g. ``--v 6.1``), which
+            Legnext cannot enhance; changing it silently would change the image.
+    """
+    versions = _VERSION_FLAG.findall(prompt)
+    conflicting = [v for v in versions if not VERSION_7.fullmatch(f"--v {v}")]
+    if conflicting:
+        raise ChainError(
+            f"the prompt asks for --v {conflicting[0]}, but enhance needs a draft parent made "
+            "with --v 7 --draft; remove the version flag or the enhance step"
+        )
+    missing = [
+        flag
+        for flag, present in (("--v 7", versions), ("--draft", DRAFT_FLAGS.search(prompt)))
+        if not present
+    ]
+    return " ".join([prompt.rstrip(), *missing]) if missing else prompt
 
 
 def prepare(steps: list[ChainStep]) -> list[ChainStep]:
-    """Add ``--v 7 --draft`` to a diffusion that an enhance follows."""
+    """Add ``--v 7 --draft`` to a diffusion that an enhance follows.
+
+    Raises:
+        ChainError: naming the step whose prompt asks for another version.
+    """
     prepared = list(steps)
     for i, step in enumerate(prepared[:-1]):
         follower = prepared[i + 1]
         if step.action == "diffusion" and follower.action == "enhance" and step.prompt:
-            prepared[i] = step.model_copy(update={"prompt": with_draft_flags(step.prompt)})
+            try:
+                prompt = with_draft_flags(step.prompt)
+            except ChainError as exc:
+                raise ChainError(f"step {i + 1} (diffusion): {exc}") from None
+            prepared[i] = step.model_copy(update={"prompt": prompt})
     return prepared
 
 
@@ -283,22 +309,57 @@ def plan_chain(steps: list[ChainStep], *, max_points: int | None = None) -> Chai
     return plan
 
 
-def check_parent(planned: PlannedStep, parent: Job) -> None:
+def parent_prompt(parent: Job) -> str | None:
+    """The parent's prompt, when Legnext's task object carries one. The vendor's samples
+    have ``input: null``; a live answer might not, so look without relying on it."""
+    data = parent.input
+    if isinstance(data, dict):
+        for name in ("text", "prompt"):
+            if isinstance(data.get(name), str):
+                return str(data[name])
+    return None
+
+
+def parent_is_draft(parent: Job, known: bool | None) -> bool | None:
+    """Whether Legnext will enhance `parent`: what we know of its request (`known`: our
+    own request or its ledger record), else its prompt if the task object carries one,
+    else None (unknown)."""
+    if known is not None:
+        return known
+    prompt = parent_prompt(parent)
+    if prompt is None:
+        return None
+    return bool(DRAFT_FLAGS.search(prompt) and VERSION_7.search(prompt))
+
+
+def check_parent(planned: PlannedStep, parent: Job, *, parent_draft: bool | None = None) -> None:
     """Confirm against the real parent that Legnext will accept this step.
 
+    Only a refusal the parent states counts: a key in ``available_actions`` that excludes
+    the image (or ``reroll: false``). An absent key is "unknown", never "refused": the
+    vendor's samples show only some keys (no ``enhance``, no video actions), and a step
+    Legnext refuses is answered 400 at no cost. Enhance follows the vendor's stated rule:
+    the parent was made with ``--v 7 --draft`` (`parent_draft`, else `parent_is_draft`).
+
     Raises:
-        ChainError: the parent's available_actions do not allow it.
+        ChainError: the parent refuses this step; nothing was submitted for it.
     """
     target = planned.step.endpoint
     if _consumes(target) != "job" or target.action is None:
         return
-    output = parent.output
-    number = None if target.parent is ParentKind.JOB else planned.step.image_no
-    if output is None or not output.allows(target.action, number):
-        allowed = output.available_actions if output else {}
+    where = f"step {planned.index} ({target.name})"
+    if target.name == "enhance" and parent_is_draft(parent, parent_draft) is False:
         raise ChainError(
-            f"step {planned.index} ({target.name}): job {parent.job_id} does not allow "
-            f"{target.action}"
+            f"{where}: job {parent.job_id} was not made in draft mode (--v 7 --draft), "
+            "which enhance needs; nothing was submitted for it"
+        )
+    output = parent.output
+    if output is None or target.action not in output.available_actions:
+        return
+    number = None if target.parent is ParentKind.JOB else planned.step.image_no
+    if not output.allows(target.action, number):
+        raise ChainError(
+            f"{where}: job {parent.job_id} does not allow {target.action}"
             + (f" on image {number}" if number is not None else "")
-            + f" (available_actions: {allowed}); nothing was submitted for it"
+            + f" (available_actions: {output.available_actions}); nothing was submitted for it"
         )
