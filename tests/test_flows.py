@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from typing import Any
 
 import httpx
@@ -288,7 +289,6 @@ def test_flow_parameters_render_a_clear_form() -> None:
 def test_text_steps_store_their_prompts(
     blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
 ) -> None:
-    import json
 
     sim, bucket, names = blocks
     result = legnext_pipeline(
@@ -322,3 +322,107 @@ def test_parent_flow_retry_reuses_the_jobs_of_its_subflow(
     assert attempts["n"] == 2 and len(result.steps) == 2
     stats = sim.stats()
     assert stats["jobs_total"] == 2 and stats["duplicate_creates"] == 0
+
+
+def test_what_a_user_sees_while_a_chain_runs(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    from prefect_legnext.flows import STEP_LISTENERS, StepProgress
+
+    sim, bucket, names = blocks
+    seen: list[StepProgress] = []
+    STEP_LISTENERS.append(seen.append)
+    try:
+        state = legnext_chain(
+            prompt="a quiet harbour at dusk", steps=["diffusion", "enhance"], return_state=True,
+            **names,
+        )  # fmt: skip
+    finally:
+        STEP_LISTENERS.remove(seen.append)
+    result: ChainResult = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    first, second = (s.job_id for s in result.steps)
+
+    # Each step, as it happens: submitted, its statuses, persisted.
+    phases = [(e.index, e.action, e.phase) for e in seen if e.phase != "status"]
+    assert phases == [
+        (1, "diffusion", "submitted"), (1, "diffusion", "persisted"),
+        (2, "enhance", "submitted"), (2, "enhance", "persisted"),
+    ]  # fmt: skip
+    statuses = [e.detail for e in seen if e.phase == "status" and e.job_id == first]
+    assert statuses[-1] == "completed" and len(statuses) == len(set(statuses))
+    assert {e.chain for e in seen} == {"a quiet harbour at dusk"}
+    assert {e.flow_run_id for e in seen} == {str(flow_run_id)}
+
+    with get_client(sync_client=True) as client:
+        # Task runs named for what they do.
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+        run_names = {t.name for t in task_runs}
+        assert {
+            "1 diffusion: submit", f"1 diffusion: wait {first[:8]}",
+            f"1 diffusion: persist {first[:8]}", "2 enhance: submit",
+            f"2 enhance: wait {second[:8]}", f"2 enhance: persist {second[:8]}",
+        } <= run_names  # fmt: skip
+
+        # The summary table: the prompt, each step's S3 outputs with a link, the points.
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        table = next(a for a in artifacts if a.type == "table")
+        rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+        assert [r["prompt"] for r in rows] == ["a quiet harbour at dusk"] * 2
+        assert [r["points"] for r in rows] == [40, 80]
+        for row, step in zip(rows, result.steps, strict=True):
+            assert row["outputs"] == f"s3://{bucket.bucket_name}/legnext/{step.job_id}/"
+            assert httpx.get(row["link"]).status_code == 200  # a working presigned link
+        assert "a quiet harbour at dusk" in (table.description or "")
+
+        # The run log says where the credentials came from, never the key.
+        APILogWorker.drain_all(timeout=30)
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    text = "\n".join(log.message for log in logs)
+    assert f"Legnext credentials from saved block '{names['credentials_block']}'" in text
+    assert sim.api_key not in text
+
+
+def test_a_misspelt_credentials_block_is_an_error_even_with_a_key_in_the_environment(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect_legnext.resolve import ConfigurationError
+
+    sim, _, names = blocks
+    monkeypatch.setenv("LEGNEXT_API_KEY", sim.api_key)
+    monkeypatch.setenv("LEGNEXT_BASE_URL", sim.base_url)
+    with pytest.raises(
+        ConfigurationError, match="no saved Legnext Credentials block named 'legnxt'"
+    ):
+        legnext_chain(prompt="a tower", **{**names, "credentials_block": "legnxt"})
+    assert sim.stats()["jobs_total"] == 0
+
+
+def test_enhance_works_on_a_parent_without_an_enhance_key(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    sim, _, names = blocks
+    result = legnext_chain(prompt="a kite", steps=["diffusion", "enhance"], **names)
+    parent = next(j for j in sim.jobs() if j["job_id"] == result.steps[0].job_id)
+    # What Legnext shows (the vendor's sample): no enhance key; the chain still ran.
+    with httpx.Client(base_url=sim.base_url, headers={"x-api-key": sim.api_key}) as http:
+        shown = http.get(f"/api/v1/job/{parent['job_id']}").json()["output"]["available_actions"]
+    assert "enhance" not in shown
+    assert [s.action for s in result.steps] == ["diffusion", "enhance"]

@@ -353,3 +353,31 @@ def test_bad_request_from_legnext_deletes_the_record(
     with pytest.raises(BadRequestError, match="draft"):
         enhance_plain()
     assert list(tmp_path.glob("*.json")) == []
+
+
+def test_a_retry_after_beyond_the_clients_backoff_holds_the_task_as_long_as_asked(
+    legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from prefect_legnext.errors import RateLimitedError
+    from prefect_legnext.simulator.config import Faults
+
+    # Retry-After 45 s: above the client's longest backoff (30 s), so the client must not
+    # retry early; the task sits it out before failing, and Prefect's retry comes after.
+    sim = legnext_simulator_factory(
+        faults={"balance": Faults(rate_limit_rate=1.0, retry_after=45.0)}
+    )
+    waits: list[float] = []
+    monkeypatch.setattr(legnext_tasks, "time", SimpleNamespace(sleep=waits.append))
+    balance_task = get_balance.__wrapped__.with_options(retries=0)
+
+    @flow
+    def read_balance() -> Any:
+        return balance_task(credentials_for(sim))
+
+    with pytest.raises(RateLimitedError) as caught:
+        read_balance()
+    assert caught.value.retry_after == 45.0
+    assert waits == [45.0]
+    assert sim.stats()["requests"]["GET balance"] == 1  # no early retry by the client

@@ -16,9 +16,10 @@ import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -48,7 +49,12 @@ from prefect_legnext.plans import (
     plan_chain,
 )
 from prefect_legnext.provisioning import ACCOUNT_LIMIT, ensure_account_limit
-from prefect_legnext.resolve import load_bucket, load_credentials
+from prefect_legnext.resolve import (
+    DEFAULT_CREDENTIALS_BLOCK,
+    DEFAULT_STORAGE_BLOCK,
+    resolve_bucket,
+    resolve_credentials,
+)
 from prefect_legnext.responses import Job
 from prefect_legnext.storage import PersistedFile, PersistedJob, presigned_url
 from prefect_legnext.tasks import (
@@ -62,8 +68,35 @@ from prefect_legnext.tasks import (
 T = TypeVar("T")
 # Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
 BATCH_LISTENERS: list[Callable[[int, int], None]] = []
-DEFAULT_CREDENTIALS_BLOCK = "legnext"
-DEFAULT_STORAGE_BLOCK = "legnext-outputs"
+SHORT_ID = 8  # characters of a job id in task run names and terminal lines
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """What a chain step is doing, for listeners in the process running the flow (the
+    CLI prints one line each).
+
+    Attributes:
+        flow_run_id: the flow run the step belongs to.
+        chain: the chain's label (its prompt, shortened).
+        index: the step's number, from 1.
+        action: the endpoint, e.g. ``"enhance"``.
+        phase: ``"submitted"``, ``"reused"``, ``"status"`` or ``"persisted"``.
+        job_id: the Legnext job.
+        detail: the status, the points held, or the S3 prefix of the outputs.
+    """
+
+    flow_run_id: str
+    chain: str
+    index: int
+    action: str
+    phase: Literal["submitted", "reused", "status", "persisted"]
+    job_id: str
+    detail: str
+
+
+# Called with each StepProgress of the chains this process runs.
+STEP_LISTENERS: list[Callable[[StepProgress], None]] = []
 PRESIGN_SECONDS = 7 * 24 * 3600
 CLASSIC_STEPS = ("diffusion", "enhance", "inpaint", "retexture")
 ClassicStep = Literal["diffusion", "enhance", "inpaint", "retexture"]
@@ -102,6 +135,7 @@ class StepResult(BaseModel):
 
 
 class ChainResult(BaseModel):
+    label: str = ""
     steps: list[StepResult]
     total_points: int
 
@@ -240,18 +274,62 @@ def _image_url(settings: RunSettings, job: Job, stored: PersistedJob, image_no: 
     return job.output_urls[image_no]
 
 
-def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> ChainResult:
+def _named(dispatched: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The sync task behind an `async_dispatch`ed one (these flows are sync), named for
+    what it does so the UI's graph reads like the chain."""
+    sync_task: Task[..., Any] = cast(Any, dispatched).__wrapped__
+    named: Callable[..., Any] = sync_task.with_options(task_run_name=name)
+    return named
+
+
+def chain_label(prompt: str | None, fallback: str) -> str:
+    """A chain's name in task runs, artifacts and terminal lines: its prompt, shortened."""
+    text = " ".join((prompt or fallback).split())
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+class _Progress:
+    """Hands `StepProgress` to `STEP_LISTENERS`; costs nothing when nobody listens."""
+
+    def __init__(self, chain: str, planned: PlannedStep) -> None:
+        self.chain = chain
+        self.planned = planned
+        self.flow_run_id = str(_current_flow_run().id)
+        self._last_status = ""
+
+    def __call__(self, phase: Any, job_id: str, detail: str) -> None:
+        event = StepProgress(
+            self.flow_run_id, self.chain, self.planned.index, self.planned.step.action,
+            phase, job_id, detail,
+        )  # fmt: skip
+        for listener in list(STEP_LISTENERS):
+            listener(event)
+
+    def status(self, job: Job) -> None:
+        if str(job.status) != self._last_status:
+            self._last_status = str(job.status)
+            self("status", job.job_id, self._last_status)
+
+
+def run_chain(
+    plan: ChainPlan, settings: RunSettings, budget: PointBudget, label: str = ""
+) -> ChainResult:
     """Run a checked chain: each step submits, waits and persists before the next."""
     logger = get_run_logger()
+    label = label or chain_label(plan.steps[0].step.prompt, plan.steps[0].step.action)
     results: list[StepResult] = []
     parent: Job | None = None
+    previous: PlannedStep | None = None
     stored: PersistedJob | None = None
     for planned in plan.steps:
         step = planned.step
         target = step.endpoint
         where = f"step {planned.index} ({target.name})"
-        if parent is not None:
-            check_parent(planned, parent)
+        name = f"{planned.index} {target.name}"
+        if parent is not None and previous is not None:
+            # Draft-ness comes from our own request, never from an `enhance` key that
+            # no vendor text shows in available_actions.
+            check_parent(planned, parent, parent_draft=previous.draft)
         image_url = (
             _image_url(settings, parent, stored, step.image_no)
             if parent is not None
@@ -267,36 +345,39 @@ def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> Ch
         cost = target.cost(request, parent.points if parent is not None else None)
         key, fingerprint = _step_identity(settings.scope, planned, parent)
         recorded = settings.ledger().get(key)
-        budget.reserve(
-            cost, where, already_paid=recorded is not None and recorded.job_id is not None
-        )
+        reused = recorded is not None and recorded.job_id is not None
+        budget.reserve(cost, where, already_paid=reused)
+        progress = _Progress(label, planned)
         started = time.monotonic()
         with concurrency(ACCOUNT_LIMIT, occupy=1):
-            job = _sync(
-                submit_request(
-                    settings.credentials,
-                    request,
-                    idempotency_key=key,
-                    ledger=settings.bucket,
-                    fingerprint=fingerprint,
-                )
+            job: Job = _named(submit_request, f"{name}: submit")(
+                settings.credentials,
+                request,
+                idempotency_key=key,
+                ledger=settings.bucket,
+                fingerprint=fingerprint,
             )
-            done = _sync(wait_for_job(settings.credentials, job, settings.max_wait_seconds))
+            short = job.job_id[:SHORT_ID]
+            progress("reused" if reused else "submitted", job.job_id, f"{job.points} points")
+            done: Job = _named(wait_for_job, f"{name}: wait {short}")(
+                settings.credentials, job, settings.max_wait_seconds, on_update=progress.status
+            )
         duration = time.monotonic() - started
-        stored = _sync(
-            persist_outputs(
-                done,
-                settings.bucket,
-                settings.key_prefix,
-                metadata={
-                    "step": planned.index,
-                    "action": target.name,
-                    "request": request.to_wire() | {"callback": None},
-                    "parent_job_id": parent.job_id if parent is not None else None,
-                    "image_no": step.image_no if parent is not None else None,
-                },
-            )
+        stored = _named(persist_outputs, f"{name}: persist {short}")(
+            done,
+            settings.bucket,
+            settings.key_prefix,
+            metadata={
+                "step": planned.index,
+                "action": target.name,
+                "chain": label,
+                "request": request.to_wire() | {"callback": None},
+                "parent_job_id": parent.job_id if parent is not None else None,
+                "image_no": step.image_no if parent is not None else None,
+                "draft": planned.draft,
+            },
         )
+        progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
         result = StepResult(
             index=planned.index,
             action=target.name,
@@ -314,16 +395,18 @@ def run_chain(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> Ch
             files=stored.files,
         )
         results.append(result)
-        _step_artifact(settings, result, stored)
+        _step_artifact(settings, label, result, stored)
         logger.info("%s done: job %s, %d points, %.1fs", where, done.job_id, done.points, duration)
-        parent = done
-    return ChainResult(steps=results, total_points=sum(r.points for r in results))
+        parent, previous = done, planned
+    return ChainResult(label=label, steps=results, total_points=sum(r.points for r in results))
 
 
-def _step_artifact(settings: RunSettings, result: StepResult, stored: PersistedJob) -> None:
+def _step_artifact(
+    settings: RunSettings, label: str, result: StepResult, stored: PersistedJob
+) -> None:
     """A gallery of the step's outputs, linked through presigned URLs of our copies."""
     lines = [
-        f"### Step {result.index}: {result.action}",
+        f"### {label}: step {result.index}, {result.action}",
         f"Job `{result.job_id}`, {result.points} points, {result.duration_seconds:.1f}s.",
         "",
     ]
@@ -338,26 +421,37 @@ def _step_artifact(settings: RunSettings, result: StepResult, stored: PersistedJ
     lines.append(f"Stored with its sidecar `{result.sidecar_uri}`.")
     create_markdown_artifact(
         markdown="\n".join(lines),
-        description=f"Legnext {result.action} outputs (links valid 7 days)",
+        description=f"{label}: {result.action} outputs (links valid 7 days)",
     )
 
 
-def _summary_artifact(chains: list[ChainResult], key: str) -> None:
-    rows = [
-        {
-            "chain": chain_no,
-            "step": step.index,
-            "action": step.action,
-            "job_id": step.job_id,
-            "seconds": step.duration_seconds,
-            "points": step.points,
-            "outputs": len(step.s3_uris),
-        }
-        for chain_no, chain in enumerate(chains, start=1)
-        for step in chain.steps
-    ]
+def _summary_artifact(settings: RunSettings, chains: list[ChainResult], key: str) -> None:
+    """One row per step: the chain's prompt, the job, its points and where its outputs are
+    (the S3 prefix, and a presigned link to the grid or first output)."""
+    rows = []
+    for chain in chains:
+        for step in chain.steps:
+            first = step.files[0].key if step.files else None
+            link_key = step.grid_uri.split("/", 3)[3] if step.grid_uri else first
+            rows.append(
+                {
+                    "prompt": chain.label,
+                    "step": step.index,
+                    "action": step.action,
+                    "job_id": step.job_id,
+                    "points": step.points,
+                    "seconds": step.duration_seconds,
+                    "outputs": step.sidecar_uri.rsplit("/", 1)[0] + "/",
+                    "link": presigned_url(settings.bucket, link_key, PRESIGN_SECONDS)
+                    if link_key
+                    else "",
+                }
+            )
+    labels = ", ".join(chain.label for chain in chains)
     create_table_artifact(
-        key=key, table=rows, description="Legnext jobs of this run: durations and points"
+        key=key,
+        table=rows,
+        description=f"Legnext jobs of {labels}: points and S3 outputs (links valid 7 days)",
     )
 
 
@@ -373,8 +467,12 @@ def _prepare_run(
 ) -> tuple[list[ChainPlan], RunSettings, PointBudget]:
     """Check everything that can be checked before the first paid call."""
     plans = [plan_chain(chain) for chain in chains]
-    credentials = load_credentials(credentials_block)
-    bucket = load_bucket(storage_block)
+    credentials, credentials_source = resolve_credentials(credentials_block)
+    bucket, bucket_source = resolve_bucket(storage_block)
+    get_run_logger().info(
+        "Legnext credentials from %s; outputs to s3://%s from %s",
+        credentials_source, bucket.bucket_name, bucket_source,
+    )  # fmt: skip
     balance = _sync(get_balance(credentials))
     budget = PointBudget(max_points, balance.available_points)
     flow_run = _current_flow_run()
@@ -420,12 +518,14 @@ RETEXTURE_SOURCE_PARAM = _param(
 CREDENTIALS_BLOCK_PARAM = _param(
     DEFAULT_CREDENTIALS_BLOCK,
     "Credentials block",
-    "Name of the saved LegnextCredentials block (else LEGNEXT_API_KEY is used).",
+    "Name of a saved LegnextCredentials block; only the default, when not saved, "
+    "falls back to LEGNEXT_API_KEY.",
 )
 STORAGE_BLOCK_PARAM = _param(
     DEFAULT_STORAGE_BLOCK,
     "Storage block",
-    "Name of the saved S3Bucket block (else LEGNEXT_S3_BUCKET is used).",
+    "Name of a saved S3Bucket block; only the default, when not saved, "
+    "falls back to LEGNEXT_S3_BUCKET.",
 )
 KEY_PREFIX_PARAM = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs.")
 MAX_WAIT_SECONDS_PARAM = _param(
@@ -498,15 +598,18 @@ def legnext_pipeline(
         [steps], credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
         image_source, idempotency_scope,
     )  # fmt: skip
-    result = run_chain(plans[0], settings, budget)
-    _summary_artifact([result], "legnext-chain-summary")
+    first = steps[0]  # plan_chain refused an empty chain
+    result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
+    _summary_artifact(settings, [result], "legnext-chain-summary")
     return result
 
 
 @task(name="legnext-chain-item", cache_policy=NO_CACHE)
-def run_chain_item(plan: ChainPlan, settings: RunSettings, budget: PointBudget) -> ChainResult:
+def run_chain_item(
+    plan: ChainPlan, settings: RunSettings, budget: PointBudget, label: str
+) -> ChainResult:
     """One chain of a batch, as a task so that chains run side by side."""
-    return run_chain(plan, settings, budget)
+    return run_chain(plan, settings, budget, label)
 
 
 @flow(
@@ -547,12 +650,12 @@ def legnext_batch(
     progress = _sync(
         create_progress_artifact(progress=0.0, description="Legnext batch: chains done")
     )
-    futures = [
-        run_chain_item.submit(
-            plan, settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"}), budget
-        )
-        for i, plan in enumerate(plans)
-    ]
+    futures = []
+    for i, (prompt, plan) in enumerate(zip(prompts, plans, strict=True)):
+        label = chain_label(prompt, f"chain {i + 1}")
+        item = run_chain_item.with_options(task_run_name=f"chain {i + 1}: {label}")
+        scoped = settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"})
+        futures.append(item.submit(plan, scoped, budget, label))
     results: list[ChainResult] = []
     for done, future in enumerate(futures, start=1):
         results.append(future.result())
@@ -560,5 +663,5 @@ def legnext_batch(
             update_progress_artifact(progress, progress=100.0 * done / len(futures))
         for listener in list(BATCH_LISTENERS):
             listener(done, len(futures))
-    _summary_artifact(results, "legnext-batch-summary")
+    _summary_artifact(settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

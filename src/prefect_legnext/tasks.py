@@ -18,11 +18,13 @@ async ones (`async_dispatch`); call ``.aio`` or the ``a``-prefixed task to force
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import Task, task
@@ -37,6 +39,7 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
 from prefect_legnext.blocks import LegnextCredentials
+from prefect_legnext.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint, endpoint_for
 from prefect_legnext.errors import (
     JobFailedError,
@@ -74,6 +77,36 @@ STORAGE_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (StorageUnavailableError
 # A ledger that S3 could not reach is transient too: nothing was POSTed without it.
 SUBMIT_RETRY_ERRORS = (*TRANSIENT_ERRORS, OutcomeUnknownError, StorageUnavailableError)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
+# The longest Retry-After a task sits out before Prefect's retry; a longer one still
+# fails the attempt, and Prefect's backoff takes over.
+MAX_ASKED_WAIT_SECONDS = 900.0
+
+
+def _asked_wait(error: RateLimitedError) -> float:
+    return min(max(error.retry_after or 0.0, 0.0), MAX_ASKED_WAIT_SECONDS)
+
+
+@contextmanager
+def _client(credentials: LegnextCredentials) -> Iterator[LegnextClient]:
+    """A client whose 429 with a Retry-After longer than its own backoff holds the task
+    that long before failing, so that Prefect's retry does not come before Legnext asked."""
+    try:
+        with credentials.get_client() as client:
+            yield client
+    except RateLimitedError as exc:
+        time.sleep(_asked_wait(exc))
+        raise
+
+
+@asynccontextmanager
+async def _async_client(credentials: LegnextCredentials) -> AsyncIterator[AsyncLegnextClient]:
+    """`_client`, awaited."""
+    try:
+        async with credentials.get_async_client() as client:
+            yield client
+    except RateLimitedError as exc:
+        await asyncio.sleep(_asked_wait(exc))
+        raise
 
 
 def retry_on(*kinds: type[Exception]) -> Callable[[Task[Any, Any], Any, Any], bool]:
@@ -150,7 +183,7 @@ def _submit(
         else derive_key(endpoint, request, idempotency_scope())
     )
     logger = get_run_logger()
-    with credentials.get_client() as client:
+    with _client(credentials) as client:
         job, reused = submit_once(
             client,
             resolve_ledger(ledger),
@@ -269,8 +302,11 @@ def submit_request(
     return _submit(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)
 
 
-def _progress_logger(job: Job | str, max_wait_seconds: float) -> Callable[[Job], None]:
-    """Logs each status change to the run log (polls themselves stay silent)."""
+def _progress_logger(
+    job: Job | str, max_wait_seconds: float, hook: Callable[[Job], None] | None
+) -> Callable[[Job], None]:
+    """Logs each status change to the run log (polls themselves stay silent) and hands
+    every poll's job to `hook`."""
     logger = get_run_logger()
     last: dict[str, Any] = {"status": None}
 
@@ -278,6 +314,8 @@ def _progress_logger(job: Job | str, max_wait_seconds: float) -> Callable[[Job],
         if job.status != last["status"]:
             last["status"] = job.status
             logger.info("job %s (%s): %s", job.job_id, job.task_type, job.status)
+        if hook is not None:
+            hook(job)
 
     job_id = job.job_id if isinstance(job, Job) else job
     logger.info("waiting up to %.0fs for job %s", max_wait_seconds, job_id)
@@ -292,11 +330,12 @@ async def await_for_job(
     credentials: LegnextCredentials,
     job: Job | str,
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+    on_update: Callable[[Job], None] | None = None,
 ) -> Job:
     """Wait for a job to complete, polling inside this one task run. See `wait_for_job`."""
-    on_update = _progress_logger(job, max_wait_seconds)
+    on_update = _progress_logger(job, max_wait_seconds, on_update)
     with _job_outcome_events() as completed:
-        async with credentials.get_async_client() as client:
+        async with _async_client(credentials) as client:
             return completed(
                 await client.wait_for_job(
                     job, max_wait_seconds=max_wait_seconds, on_update=on_update
@@ -310,6 +349,7 @@ def wait_for_job(
     credentials: LegnextCredentials,
     job: Job | str,
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+    on_update: Callable[[Job], None] | None = None,
 ) -> Job:
     """Wait for a job to complete; the polls happen inside this one task run.
 
@@ -317,6 +357,7 @@ def wait_for_job(
         credentials: the Legnext credentials block.
         job: the Job returned by a submit (its task type times the first poll), or an id.
         max_wait_seconds: give up after this long (the job may still finish later).
+        on_update: called with the job after each poll, in the process that waits.
 
     Returns:
         The completed job.
@@ -325,8 +366,8 @@ def wait_for_job(
         JobFailedError: the job failed (Legnext's code and message).
         JobTimeoutError: it did not finish in time.
     """
-    on_update = _progress_logger(job, max_wait_seconds)
-    with _job_outcome_events() as completed, credentials.get_client() as client:
+    on_update = _progress_logger(job, max_wait_seconds, on_update)
+    with _job_outcome_events() as completed, _client(credentials) as client:
         return completed(
             client.wait_for_job(job, max_wait_seconds=max_wait_seconds, on_update=on_update)
         )
@@ -338,7 +379,7 @@ _READ_OPTIONS = _task_options("legnext-read", TRANSIENT_ERRORS)
 @task(**{**_READ_OPTIONS, "name": "legnext-get-job"})
 async def aget_job(credentials: LegnextCredentials, job_id: str) -> Job:
     """Read a job. See `get_job`."""
-    async with credentials.get_async_client() as client:
+    async with _async_client(credentials) as client:
         return await client.get_job(job_id)
 
 
@@ -346,14 +387,14 @@ async def aget_job(credentials: LegnextCredentials, job_id: str) -> Job:
 @task(**{**_READ_OPTIONS, "name": "legnext-get-job"})
 def get_job(credentials: LegnextCredentials, job_id: str) -> Job:
     """Read a job's status and outputs (free)."""
-    with credentials.get_client() as client:
+    with _client(credentials) as client:
         return client.get_job(job_id)
 
 
 @task(**{**_READ_OPTIONS, "name": "legnext-balance"})
 async def aget_balance(credentials: LegnextCredentials) -> Balance:
     """Read the account's balance. See `get_balance`."""
-    async with credentials.get_async_client() as client:
+    async with _async_client(credentials) as client:
         return await client.balance()
 
 
@@ -361,7 +402,7 @@ async def aget_balance(credentials: LegnextCredentials) -> Balance:
 @task(**{**_READ_OPTIONS, "name": "legnext-balance"})
 def get_balance(credentials: LegnextCredentials) -> Balance:
     """Read the account's points and USD balance (free)."""
-    with credentials.get_client() as client:
+    with _client(credentials) as client:
         return client.balance()
 
 
