@@ -381,3 +381,43 @@ def test_a_retry_after_beyond_the_clients_backoff_holds_the_task_as_long_as_aske
     assert caught.value.retry_after == 45.0
     assert waits == [45.0]
     assert sim.stats()["requests"]["GET balance"] == 1  # no early retry by the client
+
+
+def test_a_failed_job_is_reported_with_no_points_spent(
+    legnext_simulator_factory: Any, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.events.worker import EventsWorker
+
+    from prefect_legnext.errors import JobFailedError
+    from prefect_legnext.simulator.config import Faults
+
+    sim = legnext_simulator_factory(time_scale=0.002, faults={"*": Faults(job_failure_rate=1.0)})
+    credentials = credentials_for(sim)
+    wait_once = wait_for_job.__wrapped__.with_options(retries=0)
+
+    @flow
+    def doomed() -> Job:
+        job = legnext_tasks.submit_diffusion(credentials, text="a fox", ledger=tmp_path)
+        return wait_once(credentials, job)
+
+    with pytest.raises(JobFailedError) as caught:
+        doomed()
+    failed = caught.value.job
+    assert failed is not None and failed.meta.usage.frozen == 80
+    assert failed.points == 0  # Legnext releases what it froze: nothing was spent
+    EventsWorker.drain_all()
+    with get_client(sync_client=True) as client:
+        events = client.request(
+            "POST",
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"name": ["legnext.job.failed"]},
+                    "resource": {"id": [f"legnext.job.{failed.job_id}"]},
+                },
+                "limit": 5,
+            },
+        ).json()["events"]
+    assert [e["payload"]["points"] for e in events] == [0]
+    assert sim.stats()["points"]["charged"] == 0
