@@ -197,6 +197,50 @@ def test_create_with_a_built_request_sends_the_same_body(
     assert job.task_type == name
 
 
+def nulls_in(value: Any, where: str = "$") -> list[str]:
+    """JSON paths of every null in `value`, at any depth."""
+    if value is None:
+        return [where]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in nulls_in(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in nulls_in(v, f"{where}[{i}]")]
+    return []
+
+
+def with_explicit_nones(name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` plus None for every optional field left out, nested mask fields included."""
+    model = endpoint(name).request
+    nones = {f: None for f, info in model.model_fields.items() if not info.is_required()}
+    given = {**nones, **fields}
+    if isinstance(given.get("mask"), dict):
+        given["mask"] = {"areas": None, "url": None, **given["mask"]}
+    return given
+
+
+def test_nulls_in_finds_nested_nulls() -> None:
+    assert nulls_in({"a": [1, {"b": None}], "c": None, "d": {}}) == ["$.a[1].b", "$.c"]
+
+
+@pytest.mark.parametrize("name", ENDPOINT_IDS)
+def test_no_null_reaches_the_wire_at_any_depth(
+    legnext: Any, api: Any, task_object: Any, name: str
+) -> None:
+    # Only `nullable` fields may be null for Legnext (and the simulator answers 400 to the
+    # others): the client leaves every unset field out, however the caller spelt "unset".
+    path, fields, body = wire_example(name)
+    given = with_explicit_nones(name, fields)
+    wire = endpoint(name).build(**given).to_wire()
+    assert nulls_in(wire) == []
+    route = api.post(path).respond(200, json=task_object(task_type=name))
+
+    legnext(name, **given)
+
+    sent = json.loads(route.calls.last.request.content)
+    assert nulls_in(sent) == []
+    assert sent == body == wire
+
+
 # --- reads ----------------------------------------------------------------------------------------
 
 
@@ -501,6 +545,53 @@ def test_null_error_meta_and_output_read_as_empty(task_object: Any) -> None:
     assert not job.error.is_set
     assert job.points == 0
     assert job.output_urls == []
+
+
+def failed_task(task_object: Any) -> dict[str, Any]:
+    """A failed task object as Legnext sends it: 80 points were frozen at submit, none
+    consumed (Legnext releases frozen points on failure), the error filled."""
+    error = {"code": 10001, "raw_message": "upstream failed", "message": "failed", "detail": None}
+    body: dict[str, Any] = task_object(job_id=JOB, status="failed", error=error)
+    body["meta"]["usage"] = {"type": "point", "frozen": 80, "consume": 0}
+    body["meta"]["ended_at"] = "2025-10-14T04:15:43Z"
+    return body
+
+
+def test_a_failed_job_cost_nothing(task_object: Any) -> None:
+    job = Job.model_validate(failed_task(task_object))
+    assert job.is_failed
+    assert job.points == 0  # not the 80 frozen: they were released
+    assert job.points_charged == 0
+    assert job.points_held == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "frozen", "consume", "points", "held", "charged"),
+    [
+        ("pending", 80, 0, 80, 80, 0),
+        ("staged", 80, 0, 80, 80, 0),
+        ("processing", 120, 0, 120, 120, 0),
+        ("completed", 80, 80, 80, 0, 80),
+        ("completed", 40, 40, 40, 0, 40),
+        ("failed", 160, 0, 0, 0, 0),
+        ("paused", 80, 0, 80, 80, 0),  # an unknown status: still held, never charged
+    ],
+)
+def test_points_are_held_while_running_and_charged_once_finished(
+    task_object: Any, status: str, frozen: int, consume: int, points: int, held: int, charged: int
+) -> None:
+    body = task_object(status=status)
+    body["meta"]["usage"] = {"type": "point", "frozen": frozen, "consume": consume}
+    job = Job.model_validate(body)
+    assert (job.points, job.points_held, job.points_charged) == (points, held, charged)
+
+
+def test_a_failed_job_read_by_the_client_reports_zero_points(
+    legnext: Any, api: Any, task_object: Any
+) -> None:
+    api.get(f"/api/v1/job/{JOB}").respond(200, json=failed_task(task_object))
+    job = legnext("get_job", JOB)
+    assert job.is_failed and job.meta.usage.frozen == 80 and job.points == 0
 
 
 def test_a_lenient_body_through_the_client(legnext: Any, api: Any, task_object: Any) -> None:

@@ -161,16 +161,38 @@ def test_retry_after_as_an_http_date_is_honoured(
     assert 17.0 <= waited <= 20.0
 
 
-def test_retry_after_is_capped_by_max_delay(
+@pytest.mark.parametrize("call", ["create", "get"])
+def test_retry_after_longer_than_max_delay_is_raised_not_retried_early(
+    legnext: Any, api: Any, task_object: Any, fake_clock: Any, call: str
+) -> None:
+    answers = [problem(429, **{"Retry-After": "3600"}), httpx.Response(200, json=task_object())]
+    if call == "create":
+        route = api.post("/api/v1/diffusion").mock(side_effect=answers)
+        args: tuple[Any, ...] = ("diffusion",)
+        kwargs: dict[str, Any] = {"text": "a cat"}
+    else:
+        route = api.get(JOB_PATH).mock(side_effect=answers)
+        args, kwargs = ("get_job", JOB), {}
+
+    with pytest.raises(RateLimitedError) as info:
+        legnext.with_options({"retry": SLOW_POLICY}, *args, **kwargs)
+
+    assert info.value.retry_after == 3600.0  # the caller waits as Legnext asked
+    assert route.call_count == 1  # no early retry after max_delay (30 s)
+    assert fake_clock.sleeps == []
+
+
+def test_retry_after_within_max_delay_is_waited_exactly(
     legnext: Any, api: Any, task_object: Any, fake_clock: Any
 ) -> None:
-    api.post("/api/v1/diffusion").mock(
+    route = api.post("/api/v1/diffusion").mock(
         side_effect=[
-            problem(429, **{"Retry-After": "3600"}),
-            httpx.Response(200, json=task_object()),
+            problem(429, **{"Retry-After": str(SLOW_POLICY.max_delay)}),
+            httpx.Response(200, json=task_object(job_id=JOB)),
         ]
     )
-    legnext.with_options({"retry": SLOW_POLICY}, "diffusion", text="a cat")
+    job = legnext.with_options({"retry": SLOW_POLICY}, "diffusion", text="a cat")
+    assert job.job_id == JOB and route.call_count == 2
     assert fake_clock.sleeps == [SLOW_POLICY.max_delay]
 
 
@@ -223,12 +245,13 @@ def test_get_retries_respect_max_total_with_retry_after(
     policy = RetryPolicy(max_attempts=10, initial_delay=1.0, max_delay=30.0, max_total=25.0)
     route = api.get(JOB_PATH).mock(return_value=problem(429, **{"Retry-After": "10"}))
 
-    with pytest.raises(RateLimitedError):
+    with pytest.raises(RateLimitedError) as info:
         legnext.with_options({"retry": policy}, "get_job", JOB)
 
     # t=0 fail, wait 10; t=10 fail, wait 10; t=20 fail: another 10 s would pass 25 s.
     assert route.call_count == 3
     assert fake_clock.sleeps == [10.0, 10.0]
+    assert info.value.retry_after == 10.0
 
 
 def test_get_retries_respect_max_total_with_backoff(
@@ -294,10 +317,21 @@ def test_delay_is_jittered_exponential_backoff_capped_at_max_delay(attempt: int)
 
 
 @pytest.mark.parametrize(
-    ("retry_after", "expected"), [(3.0, 3.0), (0.0, 0.0), (-2.0, 0.0), (99, 8)]
+    ("retry_after", "expected"), [(3.0, 3.0), (0.0, 0.0), (-2.0, 0.0), (8.0, 8.0), (99, 99)]
 )
-def test_delay_honours_retry_after_within_max_delay(retry_after: float, expected: float) -> None:
+def test_delay_is_the_retry_after_never_shortened(retry_after: float, expected: float) -> None:
     assert RetryPolicy(max_delay=8.0).delay(1, retry_after) == expected
+
+
+@pytest.mark.parametrize(("retry_after", "retried"), [(8.0, True), (8.01, False), (3600, False)])
+def test_next_delay_refuses_a_retry_after_beyond_max_delay(
+    retry_after: float, retried: bool
+) -> None:
+    policy = RetryPolicy(max_attempts=5, max_delay=8.0, max_total=100.0)
+    error = RateLimitedError("slow down", retry_after=retry_after, status_code=429)
+    expected = retry_after if retried else None
+    assert policy.next_delay(1, 0.0, error, is_create=True) == expected
+    assert policy.next_delay(1, 0.0, error, is_create=False) == expected
 
 
 def error_of(cls: type[LegnextAPIError], status: int, **extra: Any) -> LegnextAPIError:

@@ -3,6 +3,7 @@ exception messages (also when a server echoes it back) or reconciliation data.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -230,3 +231,74 @@ def test_the_key_is_in_no_log_record(
         assert isinstance(error, LegnextError)
         assert SERVER_KEY not in everything_about(error)
         assert "**" in error.message  # the server did echo the key, and it was redacted
+
+
+# --- the key and base URL from the environment ----------------------------------------------------
+
+
+def _balance(cls: type, **arguments: Any) -> Any:
+    """``balance()`` through a fresh client of `cls` built with only `arguments`."""
+    if cls is LegnextClient:
+        with LegnextClient(**arguments) as client:
+            return client.balance()
+
+    async def run() -> Any:
+        async with AsyncLegnextClient(**arguments) as client:
+            return await client.balance()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+def test_the_key_and_base_url_come_from_the_environment(
+    cls: type, echo_server: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    monkeypatch.setenv("LEGNEXT_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LEGNEXT_BASE_URL", echo_server + "/")
+
+    assert _balance(cls).available_points == 5  # the server accepts only SERVER_KEY
+
+    client = cls()
+    assert client.base_url == echo_server
+    for text in (repr(client), str(client), repr(vars(client)), caplog.text):
+        assert SERVER_KEY not in text
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+def test_explicit_arguments_win_over_the_environment(
+    cls: type, echo_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEGNEXT_API_KEY", "lgx-wrong-key-from-the-environment")
+    monkeypatch.setenv("LEGNEXT_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    balance = _balance(cls, api_key=SERVER_KEY, base_url=echo_server, retry=NO_RETRY)
+    assert balance.available_points == 5
+    monkeypatch.setenv("LEGNEXT_API_KEY", SERVER_KEY)
+    monkeypatch.setenv("LEGNEXT_BASE_URL", echo_server)
+    with pytest.raises(LegnextAPIError) as refused:  # the environment's right key is not used
+        _balance(cls, api_key="lgx-explicit-wrong-key", retry=NO_RETRY)
+    assert refused.value.status_code == 401
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+def test_without_a_base_url_anywhere_the_client_talks_to_legnext(
+    cls: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEGNEXT_BASE_URL", raising=False)
+    assert cls("lgx-some-key").base_url == "https://api.legnext.ai"
+
+
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["unset", "empty", "blank"])
+def test_a_missing_key_names_the_variable_and_echoes_nothing(
+    cls: type, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("LEGNEXT_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("LEGNEXT_API_KEY", value)
+    monkeypatch.setenv("LEGNEXT_BASE_URL", "https://user:pa55w0rd@api.legnext.test")
+    with pytest.raises(ValueError, match="LEGNEXT_API_KEY") as info:
+        cls()
+    assert str(info.value) == "no API key: pass api_key or set LEGNEXT_API_KEY"

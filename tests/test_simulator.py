@@ -194,6 +194,10 @@ def test_points_frozen_consumed_and_released(
             client.wait_for_job(failing)
         assert failed.value.code == 10001
         assert client.balance().available_points == 220  # released on failure
+        gone = failed.value.job
+        assert gone is not None and gone.is_failed
+        assert (gone.meta.usage.frozen, gone.meta.usage.consume) == (80, 0)
+        assert gone.points == gone.points_charged == gone.points_held == 0
         sim.set_faults({})
 
         client.diffusion(text="one more", callback=None)

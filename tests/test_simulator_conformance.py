@@ -42,6 +42,11 @@ if not (VENDOR / "openapi-complete.yaml").is_file() or not (VENDOR / "seeds").is
     )
 
 SPEC: dict[str, Any] = yaml.safe_load((VENDOR / "openapi-complete.yaml").read_text())
+POSTMAN: dict[str, Any] = (
+    yaml.safe_load((VENDOR / "openapi-postman.yaml").read_text())
+    if (VENDOR / "openapi-postman.yaml").is_file()
+    else {}
+)
 SEEDS = "\n".join(path.read_text() for path in sorted((VENDOR / "seeds").glob("*.txt")))
 
 # API.md, "Errors": body shape A.
@@ -321,6 +326,8 @@ def value_changes(prop: dict[str, Any], path: Path_) -> Iterator[Change]:
         yield Change("format-uri", path, NOT_A_URL, accepted=False)
     if prop.get("nullable"):
         yield Change("nullable", path, None, accepted=True)
+    else:  # an explicit null where the schema does not allow it
+        yield Change("null", path, None, accepted=False)
 
 
 def _text(prop: dict[str, Any], length: int) -> Any:
@@ -689,6 +696,7 @@ RULE_KINDS = (
     "format-uuid",
     "format-uri",
     "nullable",
+    "null",
     "integer-given-text",
     "integer-given-numeric-text",
     "string-given-number",
@@ -872,3 +880,106 @@ def test_key_path_comparison_reports_drift() -> None:
         "$.output.image_urls[0]: integer where the vendor has string",
         "$.output.seed: integer where the vendor has string",
     ]
+
+
+# -- 4. explicit nulls ------------------------------------------------------------------------
+
+
+def optional_fields(ep: CreateEndpoint) -> list[str]:
+    """The spec's optional top-level fields of an endpoint's body, `callback` first."""
+    schema = request_schema(ep)
+    required = set(schema.get("required", []))
+    names = [name for name in schema["properties"] if name not in required]
+    return sorted(names, key=lambda name: name != "callback")
+
+
+def test_callback_is_optional_and_not_nullable_everywhere() -> None:
+    for ep in CREATE_ENDPOINTS:
+        assert optional_fields(ep)[0] == "callback", ep.slug
+        assert not deref(request_schema(ep)["properties"]["callback"]).get("nullable"), ep.slug
+    nullable = {
+        (ep.slug, name)
+        for ep in CREATE_ENDPOINTS
+        for name, prop in request_schema(ep)["properties"].items()
+        if deref(prop).get("nullable")
+    }
+    assert nullable == {("variation", "remixPrompt")}  # the only null the spec allows
+
+
+@pytest.mark.parametrize("ep", CREATE_ENDPOINTS, ids=lambda ep: ep.slug)
+def test_explicit_null_for_an_optional_field_is_400_shape_a(
+    world: World, ep: CreateEndpoint
+) -> None:
+    """`"callback": null` (and null for each other optional field) breaks the schema:
+    a 400 in shape A with the vendor's message, and no job."""
+    valid = VALID[ep.name][0]
+    for name in optional_fields(ep):
+        prop = deref(request_schema(ep)["properties"][name])
+        body = {**valid, name: None}
+        if prop.get("nullable"):
+            assert_accepted(world, ep, body)
+            continue
+        refused = assert_refused(world, lambda body=body: world.post(ep, body), 400)
+        assert refused["message"] == VENDOR_ERRORS[0]["message"]
+        assert "must not be null" in refused["raw_message"], refused
+
+
+# -- 5. available_actions: the vendor's keys, no others -------------------------------------
+
+
+def _find_key(node: Any, key: str) -> Any:
+    """The first value under `key` anywhere in a YAML tree."""
+    if isinstance(node, dict):
+        if key in node:
+            return node[key]
+        children: Iterable[Any] = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find_key(child, key)
+        if found is not None:
+            return found
+    return None
+
+
+def vendor_action_keys() -> set[str]:
+    """The keys of `available_actions` in the vendor's completed sample (the inpaint page)."""
+    [sample] = [t for t in VENDOR_TASKS.values() if t["status"] == "completed"]
+    return set(sample["output"]["available_actions"])
+
+
+def test_the_vendor_sample_and_the_postman_schema_agree_on_the_action_keys() -> None:
+    keys = vendor_action_keys()
+    assert keys == {"edit", "inpaint", "outpaint", "pan", "remix", "reroll", "upscale", "variation"}
+    if POSTMAN:
+        schema = _find_key(POSTMAN, "available_actions")
+        assert schema is not None and set(schema["properties"]) == keys
+
+
+@pytest.mark.parametrize("parent", ["image_job", "plain_job", "draft_only_job"])
+def test_a_completed_diffusion_lists_exactly_the_vendors_action_keys(
+    world: World, parent: str
+) -> None:
+    """A draft (--v 7 --draft) diffusion too: no `enhance` key, which no vendor text shows."""
+    raw = world.http.get(f"/api/v1/job/{world.jobs[parent]}").json()
+    assert raw["status"] == "completed"
+    assert set(raw["output"]["available_actions"]) == vendor_action_keys()
+
+
+def test_enhance_follows_the_draft_rule_without_an_enhance_key(world: World) -> None:
+    ep = endpoint("enhance")
+    draft = world.http.get(f"/api/v1/job/{world.jobs['image_job']}").json()
+    assert "enhance" not in draft["output"]["available_actions"]
+    assert_accepted(world, ep, {"jobId": IMAGE_JOB, "imageNo": 3})
+    refused = assert_refused(world, lambda: world.post(ep, {"jobId": PLAIN_JOB, "imageNo": 0}), 400)
+    assert "--v 7 --draft" in refused["raw_message"]
+
+
+def test_video_jobs_list_no_undocumented_action_keys(world: World) -> None:
+    raw = world.http.get(f"/api/v1/job/{world.jobs['video_job']}").json()
+    assert raw["status"] == "completed"
+    assert set(raw["output"]["available_actions"]) <= vendor_action_keys()
+    for name, number in (("extend_video", 3), ("video_upscale", 0)):
+        assert_accepted(world, endpoint(name), {"jobId": VIDEO_JOB, "videoNo": number})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ from prefect_legnext.responses import AccountInfo, ActiveTasks, Balance, Job, un
 from prefect_legnext.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.legnext.ai"
+ENV_API_KEY = "LEGNEXT_API_KEY"
+ENV_BASE_URL = "LEGNEXT_BASE_URL"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 REDACTED = "**********"
@@ -81,17 +84,23 @@ class _ClientCore:
 
     def __init__(
         self,
-        api_key: str | SecretStr,
+        api_key: str | SecretStr | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
     ) -> None:
+        if api_key is None:
+            api_key = os.environ.get(ENV_API_KEY, "")
+            if not api_key.strip():
+                raise ValueError(f"no API key: pass api_key or set {ENV_API_KEY}")
         key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         if not key.get_secret_value().strip():
-            raise ValueError("api_key is empty: set LEGNEXT_API_KEY or pass api_key")
+            raise ValueError(f"api_key is empty: set {ENV_API_KEY} or pass api_key")
         self._api_key = key
+        if base_url is None:
+            base_url = os.environ.get(ENV_BASE_URL, "").strip() or DEFAULT_BASE_URL
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
@@ -249,6 +258,11 @@ class _ClientCore:
 class LegnextClient(_ClientCore):
     """Synchronous Legnext client.
 
+    Without `api_key` it reads ``LEGNEXT_API_KEY``, and without `base_url`
+    ``LEGNEXT_BASE_URL`` (else ``https://api.legnext.ai``); explicit arguments win.
+    The key is sent only in the ``x-api-key`` header, and appears in no repr, log
+    line or error.
+
     Example:
         ```python
         from prefect_legnext import LegnextClient
@@ -262,7 +276,7 @@ class LegnextClient(_ClientCore):
 
     def __init__(
         self,
-        api_key: str | SecretStr,
+        api_key: str | SecretStr | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
         **options: Any,
@@ -364,7 +378,8 @@ class LegnextClient(_ClientCore):
 
 
 class AsyncLegnextClient(_ClientCore):
-    """Asynchronous Legnext client; the same surface as `LegnextClient`, awaited.
+    """Asynchronous Legnext client; the same surface as `LegnextClient`, awaited
+    (``LEGNEXT_API_KEY`` and ``LEGNEXT_BASE_URL`` are read the same way).
 
     Example:
         ```python
@@ -376,7 +391,7 @@ class AsyncLegnextClient(_ClientCore):
 
     def __init__(
         self,
-        api_key: str | SecretStr,
+        api_key: str | SecretStr | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Any,

@@ -176,9 +176,22 @@ class Job(ResponseModel):
         return self.status is JobStatus.FAILED
 
     @property
+    def points_charged(self) -> int:
+        """Points Legnext consumed (``usage.consume``): the job's price once it completed,
+        0 while it runs and 0 for a failed job (Legnext releases the frozen points)."""
+        return self.meta.usage.consume
+
+    @property
+    def points_held(self) -> int:
+        """Points frozen for a job still running (``usage.frozen``); 0 once it finished,
+        whether completed (they were consumed) or failed (they were released)."""
+        return 0 if self.is_finished else self.meta.usage.frozen
+
+    @property
     def points(self) -> int:
-        """Points charged (consumed) or, while running, held (frozen)."""
-        return self.meta.usage.consume or self.meta.usage.frozen
+        """What the job costs the account: once finished, the points charged (0 for a
+        failed job); while running (or in an unknown status), the points held for it."""
+        return self.points_charged if self.is_finished else self.meta.usage.frozen
 
     @property
     def output_urls(self) -> list[str]:

@@ -30,11 +30,18 @@ NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 class RetryPolicy:
     """Bounded exponential backoff with full jitter, honouring ``Retry-After``.
 
+    A ``Retry-After`` is waited exactly, never shortened: when it is longer than
+    ``max_delay``, or would end past ``max_total``, the client does not retry early but
+    raises the `RateLimitedError`, whose ``retry_after`` says how long Legnext asked
+    the caller to wait.
+
     Attributes:
         max_attempts: total tries, the first included.
         initial_delay: the first backoff, in seconds.
-        max_delay: the cap on a single wait (``Retry-After`` included).
-        max_total: no retry starts once this many seconds have passed in all.
+        max_delay: the longest single wait; a longer ``Retry-After`` is not waited here
+            but raised.
+        max_total: no retry starts once this many seconds have passed in all, and none
+            whose wait would end past it.
     """
 
     max_attempts: int = 5
@@ -43,9 +50,10 @@ class RetryPolicy:
     max_total: float = 120.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1): the
+        server's ``Retry-After`` as given, else jittered exponential backoff."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
+            return max(retry_after, 0.0)
         ceiling = min(self.initial_delay * 2 ** (attempt - 1), self.max_delay)
         return random.uniform(ceiling / 2, ceiling)
 
@@ -57,8 +65,8 @@ class RetryPolicy:
             return None
         retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
         wait = self.delay(attempt, retry_after)
-        if elapsed + wait > self.max_total:
-            return None
+        if wait > self.max_delay or elapsed + wait > self.max_total:
+            return None  # a Retry-After this long is the caller's to wait, not ours
         return wait
 
 

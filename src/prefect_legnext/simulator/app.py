@@ -27,11 +27,12 @@ from prefect_legnext.endpoints import (
 from prefect_legnext.simulator.config import Faults
 from prefect_legnext.simulator.engine import Engine, SimulatorError
 
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # above it, 413: simulator decision (API.md)
 RAW_SEND = "legnext.sim.raw_send"
 
 
 def _error(exc: SimulatorError, headers: dict[str, str] | None = None) -> JSONResponse:
+    # Which body shape goes with which status: simulator decision (API.md, "Errors").
     return JSONResponse(exc.body, status_code=exc.status, headers=headers)
 
 
@@ -53,6 +54,7 @@ def build_app(engine: Engine) -> Starlette:
             return _error(
                 SimulatorError(401, "Invalid API key", raw="missing or invalid x-api-key")
             )
+        # Injected faults (429 with Retry-After, 503): simulator decision (API.md).
         if engine.draw(faults.rate_limit_rate):
             return _error(
                 SimulatorError(429, "Too many requests"),
@@ -72,6 +74,7 @@ def build_app(engine: Engine) -> Starlette:
             raw = await request.body()
             if len(raw) > MAX_BODY_BYTES:
                 return _error(SimulatorError(413, "Request entity too large"))
+            # A body that is not a JSON object: 400 in shape A, simulator decision (API.md).
             try:
                 body: Any = json.loads(raw)
             except ValueError:
@@ -152,6 +155,7 @@ def build_app(engine: Engine) -> Starlette:
             ]
         )
 
+    # /account/info is loosely specified by the vendor: simulator decision (API.md).
     def info_body() -> dict[str, Any]:
         return {
             "code": 200,
@@ -185,6 +189,7 @@ def build_app(engine: Engine) -> Starlette:
         finally:
             await engine.stop()
 
+    # An unknown route: 404 in shape A, simulator decision (API.md).
     async def not_found(request: Request, _exc: Exception) -> Response:
         return _error(SimulatorError(404, "Not found", raw=f"no route {request.url.path}"))
 

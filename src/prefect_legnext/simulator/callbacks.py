@@ -1,5 +1,8 @@
 """Callback delivery: POST ``{"timestamp", "data"}`` on status changes, signed when
-the simulator has a secret, retried a few times on failure."""
+the simulator has a secret, retried a few times on failure.
+
+The body is the vendor's (API.md, "Callbacks"); delivery on every status change, the
+signature headers and the retry schedule are simulator decisions (API.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ SIGNATURE_HEADER = "X-Legnext-Signature"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of ``timestamp + "." + body`` (API.md, simulator's decision)."""
+    """Hex HMAC-SHA256 of ``timestamp + "." + body``: simulator decision (API.md)."""
     message = timestamp.encode() + b"." + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 

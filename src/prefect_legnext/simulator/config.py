@@ -35,6 +35,9 @@ class Faults(BaseModel):
 class SimulatorConfig(BaseModel):
     """How the simulator behaves. Defaults mimic Legnext at real speed.
 
+    Balance, banned words, output lifetime, image size and faults are simulator
+    decisions (API.md); concurrency 6 is the vendor's account limit (API.md).
+
     Attributes:
         api_key: the only key accepted in ``x-api-key``.
         time_scale: multiplies every job duration (1.0 real, 0.001 for tests).

@@ -2,6 +2,10 @@
 
 Everything here runs on the server's event loop, so no locks guard the job
 table; only the rendering caches, filled from worker threads, take a lock.
+
+Behaviour the vendor's texts fix is followed as written; every behaviour that is our
+choice where they say nothing is marked "simulator decision (API.md)" below, and the
+client and flows must keep working if the real service decides otherwise.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from prefect_legnext.simulator import images
 from prefect_legnext.simulator.callbacks import CallbackSender
 from prefect_legnext.simulator.config import Faults, SimulatorConfig
 
-NOT_SET = "0001-01-01T00:00:00Z"
-MAX_SOURCE_BYTES = 10 * 1024 * 1024  # Legnext's documented input image limit
-STAGED_SHARE = 0.05  # share of a job's duration spent in `staged`
+NOT_SET = "0001-01-01T00:00:00Z"  # the live service's "not set" timestamp (API.md)
+MAX_SOURCE_BYTES = 10 * 1024 * 1024  # Legnext's documented input image limit (retexture page)
+STAGED_SHARE = 0.05  # share of a job's duration spent in `staged`: simulator decision (API.md)
+# The keys of `available_actions` in the vendor's sample (the inpaint page): exactly these,
+# no others (no `enhance`, no video actions: no vendor text shows such keys).
 _PER_IMAGE_ACTIONS = ("upscale", "variation", "pan", "outpaint", "inpaint", "remix", "edit")
+VENDOR_ACTION_KEYS = frozenset({*_PER_IMAGE_ACTIONS, "reroll"})
 
 
 class SimulatorError(Exception):
@@ -101,16 +108,16 @@ class SimJob:
         return {OutputKind.VIDEO: 4, OutputKind.SINGLE_VIDEO: 1}.get(self.kind, 0)
 
     def available_actions(self) -> dict[str, list[int] | bool]:
+        """The vendor sample's keys only. Which images each allows is a simulator decision
+        (API.md): a grid allows every action on 0..3 and reroll, a single image every
+        action on 0 and no reroll; video and text jobs list nothing (no vendor text shows
+        their actions: extend-video and video-upscale are checked by `_parent_of`)."""
         if self.kind is OutputKind.GRID:
             actions: dict[str, list[int] | bool] = {a: [0, 1, 2, 3] for a in _PER_IMAGE_ACTIONS}
             actions["reroll"] = True
-            if self.draft:
-                actions["enhance"] = [0, 1, 2, 3]
             return actions
         if self.kind is OutputKind.IMAGE:
             return {**{a: [0] for a in _PER_IMAGE_ACTIONS}, "reroll": False}
-        if self.kind is OutputKind.VIDEO:
-            return {"extend_video": [0, 1, 2, 3], "video_upscale": [0, 1, 2, 3], "reroll": False}
         return {}
 
 
@@ -184,6 +191,10 @@ class Engine:
             SimulatorError: with Legnext's status and body shape for the refusal.
         """
         try:
+            # The client's own models, read strictly as JSON: a body breaking the vendor's
+            # schema (explicit nulls included) is a 400 in shape A with the vendor's message.
+            # Refusing unknown keys is a simulator decision (API.md); the deprecated inpaint
+            # `area` is accepted (the vendor documents it) and read as `mask`.
             request = endpoint.parse_json(raw)
         except InvalidRequestError as exc:
             raise SimulatorError(400, "Invalid request parameters", raw=str(exc)) from None
@@ -234,6 +245,8 @@ class Engine:
         return job
 
     def _moderate(self, endpoint: CreateEndpoint, request: m.LegnextRequest) -> None:
+        # simulator decision (API.md): a banned word is refused at submit with 403 and a
+        # failed task object (body shape B), error code 10003, no points frozen.
         texts = [getattr(request, name, None) for name in ("text", "prompt", "remix_prompt")]
         joined = " ".join(t for t in texts if isinstance(t, str)).lower()
         for word in self.config.banned_words:
@@ -268,6 +281,7 @@ class Engine:
         if parent is None:
             raise SimulatorError(404, "Job not found", raw=f"job {job_id} does not exist")
         if parent.status is not JobStatus.COMPLETED:
+            # simulator decision (API.md): a follow-up needs a completed parent.
             raise SimulatorError(
                 400,
                 "Invalid request parameters",
@@ -278,6 +292,7 @@ class Engine:
             number = getattr(request, "video_no", None)
         actions = parent.available_actions()
         if endpoint.name == "enhance" and not parent.draft:
+            # The vendor's rule (enhance page): the parent's prompt had --v 7 --draft.
             raise SimulatorError(
                 400,
                 "Invalid request parameters",
@@ -285,10 +300,16 @@ class Engine:
             )
         if endpoint.parent is ParentKind.JOB:
             allowed = actions.get("reroll") is True
-        elif endpoint.action is not None:
+        elif endpoint.action in VENDOR_ACTION_KEYS:
             permitted = actions.get(endpoint.action)
             allowed = isinstance(permitted, list) and number in permitted
-        else:  # video-diffusion animates any image of an image job
+        elif endpoint.parent is ParentKind.VIDEO:
+            # simulator decision (API.md): extend-video and video-upscale take any video
+            # of a video job (no vendor text lists video actions).
+            allowed = number is not None and number < parent.video_count()
+        else:
+            # simulator decision (API.md): enhance (on a draft parent, checked above) and
+            # video-diffusion take any image of an image job.
             allowed = number is not None and number < parent.image_count()
         if not allowed:
             raise SimulatorError(
@@ -302,6 +323,8 @@ class Engine:
     # -- job lifecycle -------------------------------------------------------------------
 
     async def _run(self, job: SimJob) -> None:
+        # Durations: API.md's typical range times the time scale, drawn from the job's
+        # seed; at most `concurrency` jobs run, the rest wait in `pending` (API.md).
         assert self._slots is not None
         low, high = job.endpoint.typical_seconds
         duration = random.Random(job.seed).uniform(low, high) * self.config.time_scale
@@ -324,10 +347,13 @@ class Engine:
             finally:
                 self.running -= 1
         if problem is None and job.fate == "fail":
+            # simulator decision (API.md): the error code and text of an injected failure.
             problem = (10001, "Upstream generation failed", "the job failed (injected fault)")
         self._finish(job, problem)
 
     def _finish(self, job: SimJob, problem: tuple[int, str, str] | None) -> None:
+        # Points frozen at submit are consumed on completion and released on failure
+        # (API.md): a failed job keeps `consume` at 0.
         self.frozen -= job.points
         if problem is None:
             if job.kind is OutputKind.TEXT:
@@ -382,6 +408,7 @@ class Engine:
             if isinstance(mask, m.Mask) and mask.url is not None:
                 job.mask_source = await self._download(mask.url)
         except _FetchError as exc:
+            # simulator decision (API.md): an unfetchable input fails the job (code 10002).
             return (10002, "Failed to fetch input image", str(exc))
         return None
 
@@ -425,6 +452,8 @@ class Engine:
         return job
 
     def task_object(self, job: SimJob) -> dict[str, Any]:
+        # The vendor samples' shape, key for key; `task_type` underscored and timestamps
+        # not yet set as NOT_SET: simulator decision (API.md).
         output: dict[str, Any] = {"image_url": "", "image_urls": None, "seed": ""}
         if job.status is JobStatus.COMPLETED:
             output = self._output(job)
@@ -451,6 +480,7 @@ class Engine:
         }
 
     def _output(self, job: SimJob) -> dict[str, Any]:
+        # URL layout under /cdn, `video_urls` and `prompts`: simulator decision (API.md).
         base = f"{self.base_url}/cdn"
         output: dict[str, Any] = {
             "seed": str(job.seed),
@@ -487,7 +517,7 @@ class Engine:
         if job is None or job.status is not JobStatus.COMPLETED or job.ended_monotonic is None:
             return None
         if time.monotonic() - job.ended_monotonic > self.config.output_ttl:
-            return None
+            return None  # expired: simulator decision (API.md), a configurable time
         if suffix == "mp4":
             if index is None or index >= job.video_count():
                 return None
@@ -529,6 +559,7 @@ class Engine:
         return image
 
     def _draw(self, job: SimJob, index: int) -> Image.Image:
+        # Deterministic PNGs that show what each action did: simulator decision (API.md).
         request = job.render_request
         seed = job.seed * 4 + index
         side = self.config.image_size
@@ -543,7 +574,7 @@ class Engine:
             return images.remove_background(sources[0])
         if isinstance(request, m.UploadPaintRequest):
             placed = images.place(sources[0], _canvas(request), _box(request), seed)
-            return images.inpaint(placed, self._mask(request.mask, None, job, placed.size), seed)
+            return images.inpaint(placed, self._mask(request.mask, job, placed.size), seed)
         if job.parent is None:  # diffusion, and video or text jobs drawn as a poster
             return images.generate(seed, (side, side))
         source = self.image(job.parent, getattr(request, "image_no", 0) or 0)
@@ -556,8 +587,8 @@ class Engine:
         if isinstance(request, m.OutpaintRequest):
             return images.outpaint(source, request.scale, seed)
         if isinstance(request, m.InpaintRequest):
-            mask = self._mask(request.mask, request.area, job, source.size)
-            return images.inpaint(source, mask, seed)
+            # A deprecated `area` arrives already turned into `mask` by the model.
+            return images.inpaint(source, self._mask(request.mask, job, source.size), seed)
         if isinstance(request, m.RemixRequest):
             strong = request.mode is not m.RemixMode.SUBTLE
             return images.variation(source, seed, strong=strong)
@@ -565,15 +596,11 @@ class Engine:
             return images.place(source, _canvas(request), _box(request), seed)
         return images.enhance(source, seed)
 
-    def _mask(
-        self, mask: m.Mask | None, area: m.Polygon | None, job: SimJob, size: tuple[int, int]
-    ) -> Image.Image:
+    def _mask(self, mask: m.Mask | None, job: SimJob, size: tuple[int, int]) -> Image.Image:
         if mask is not None and mask.url is not None:
             assert job.mask_source is not None
             return images.image_mask(images.from_bytes(job.mask_source), size)
         polygons = list(mask.areas or []) if mask is not None else []
-        if area is not None:
-            polygons.append(area)
         return images.polygon_mask(size, [(p.width, p.height, p.points) for p in polygons])
 
     # -- account -------------------------------------------------------------------------
@@ -596,6 +623,7 @@ class Engine:
         }
 
     def active_tasks_body(self) -> dict[str, Any]:
+        # Loosely specified by the vendor; `progress` 0/50: simulator decision (API.md).
         active = [j for j in self.jobs.values() if not j.finished]
         return {
             "code": 200,
