@@ -4,6 +4,7 @@ generated per-endpoint tasks, retry policy, and "never pay twice"."""
 from __future__ import annotations
 
 import inspect
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -407,17 +408,21 @@ def test_a_failed_job_is_reported_with_no_points_spent(
     assert failed is not None and failed.meta.usage.frozen == 80
     assert failed.points == 0  # Legnext releases what it froze: nothing was spent
     EventsWorker.drain_all()
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60  # the server stores events asynchronously
     with get_client(sync_client=True) as client:
-        events = client.request(
-            "POST",
-            "/events/filter",
-            json={
-                "filter": {
-                    "event": {"name": ["legnext.job.failed"]},
-                    "resource": {"id": [f"legnext.job.{failed.job_id}"]},
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.5)
+            events = client.request(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": {
+                        "event": {"prefix": ["legnext.job.failed"]},
+                        "resource": {"id_prefix": [f"legnext.job.{failed.job_id}"]},
+                    },
+                    "limit": 5,
                 },
-                "limit": 5,
-            },
-        ).json()["events"]
+            ).json()["events"]
     assert [e["payload"]["points"] for e in events] == [0]
     assert sim.stats()["points"]["charged"] == 0
