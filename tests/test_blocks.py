@@ -3,13 +3,10 @@ registration with ``prefect block register -m prefect_legnext`` on a real server
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prefect.blocks.core import Block
@@ -17,29 +14,23 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 import prefect_legnext
 from prefect_legnext import LegnextClient, LegnextCredentials
-from prefect_legnext.blocks import LOGO_URL
-
-LOGO_FILE = Path(prefect_legnext.__file__).parent / "assets" / "logo.png"
-
-
-@pytest.fixture(autouse=True)
-def offline_logo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This machine has no internet: serve the logo URL from the copy shipped in the
-    package, and only that URL."""
-    from prefect.testing.standard_test_suites import blocks as suite
-
-    def urlopen(url: str, *args: Any, **kwargs: Any) -> io.BytesIO:
-        assert url == LOGO_URL, f"unexpected fetch of {url}"
-        return io.BytesIO(LOGO_FILE.read_bytes())
-
-    monkeypatch.setattr(suite, "urlopen", urlopen)
-    yield
+from prefect_legnext.blocks import DOCS_URL
 
 
 class TestLegnextCredentialsBlock(BlockStandardTestSuite):
     @pytest.fixture
     def block(self) -> type[Block]:
         return LegnextCredentials
+
+    def test_has_a_valid_image(self, block: type[Block]) -> None:
+        """Replaces the suite's check: no public address serves our logo, and a block
+        names only addresses that exist, so it has none (the UI shows its default)."""
+        assert block._logo_url is None
+
+
+def test_documentation_url_is_legnexts_own() -> None:
+    assert DOCS_URL == "https://docs.legnext.ai"
+    assert str(LegnextCredentials._documentation_url) == DOCS_URL
 
 
 def test_clients_use_the_block_settings() -> None:
@@ -84,8 +75,12 @@ def test_block_register_command() -> None:
     assert "Legnext Credentials" in result.stdout
     with get_client(sync_client=True) as client:
         block_type = client.read_block_type_by_slug("legnext-credentials")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
     assert block_type.name == "Legnext Credentials"
-    assert block_type.logo_url is not None and str(block_type.logo_url) == LOGO_URL
+    assert block_type.logo_url is None
+    assert str(block_type.documentation_url).rstrip("/") == DOCS_URL
+    # The schema carries the package's version (Prefect reads `prefect_legnext.__version__`).
+    assert schema is not None and schema.version == prefect_legnext.__version__
 
 
 def test_collections_entry_point_names_the_package() -> None:

@@ -83,6 +83,20 @@ class Processes:
         )
 
 
+def wait_for_api(processes: Processes, api_url: str, timeout: float = 180) -> None:
+    """Wait until the Prefect server at `api_url` answers /health (~20 s here, more when
+    the machine is busy); fail with the processes' logs if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, processes.logs()
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def prefect_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
     """``prefect server start`` on a free loopback port, with its own home."""
@@ -104,15 +118,7 @@ def prefect_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proces
     try:
         processes.start("server", str(BIN / "prefect"), "server", "start", "--host",
                         "127.0.0.1", "--port", str(port))  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, processes.logs()
-            time.sleep(0.5)
+        wait_for_api(processes, env["PREFECT_API_URL"])
         yield processes
     finally:
         processes.stop_all()

@@ -4,6 +4,8 @@ The client floor (`LegnextClient`, models, errors) imports no Prefect, so it can
 used alone; `LegnextCredentials` loads Prefect on first use.
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING, Any
 
 from prefect_legnext.client import AsyncLegnextClient, LegnextClient
@@ -56,8 +58,32 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "TransportError",
+    "__version__",
     "endpoint",
 ]
+
+
+def _source_tree_version() -> str:
+    """The version ``pyproject.toml`` declares, for a source tree used uninstalled."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+    if project.get("name") != "prefect-legnext":
+        return "0+unknown"
+    return str(project.get("version", "0+unknown"))
+
+
+try:
+    __version__ = _distribution_version("prefect-legnext")
+except PackageNotFoundError:
+    __version__ = _source_tree_version()
+"""The running version. Prefect versions block schemas by a package's ``__version__``:
+it is also the version of the ``LegnextCredentials`` schema a server registers."""
 
 if TYPE_CHECKING:
     from prefect_legnext.blocks import LegnextCredentials

@@ -11,9 +11,9 @@ from pydantic import Field, SecretStr
 from prefect_legnext.client import DEFAULT_BASE_URL, AsyncLegnextClient, LegnextClient
 from prefect_legnext.polling import PollPolicy
 
-PROJECT_URL = "https://github.com/prefect-legnext/prefect-legnext"
-LOGO_URL = f"{PROJECT_URL}/raw/main/src/prefect_legnext/assets/logo.png"
-DOCS_URL = f"{PROJECT_URL}/blob/main/docs/prefect.md"
+# Only addresses that exist: Legnext's own API documentation, which describes the key,
+# the endpoints and the account's limits this block holds.
+DOCS_URL = "https://docs.legnext.ai"
 
 
 class LegnextCredentials(CredentialsBlock):
@@ -32,8 +32,8 @@ class LegnextCredentials(CredentialsBlock):
 
     _block_type_name = "Legnext Credentials"
     _block_type_slug = "legnext-credentials"
-    # The file is shipped in the package too: prefect_legnext/assets/logo.png.
-    _logo_url = LOGO_URL  # type: ignore[assignment]
+    # No `_logo_url`: no public address serves our logo (the file ships in the package,
+    # prefect_legnext/assets/logo.png), so the Prefect UI shows its default icon.
     _documentation_url = DOCS_URL  # type: ignore[assignment]
     _description = "Legnext (Midjourney API) key, endpoint and account limits."
 
