@@ -586,10 +586,11 @@ def test_endpoint_lookup_takes_hyphens_or_underscores() -> None:
 def test_client_methods_refuse_unknown_fields_without_a_call(
     legnext: Any, api: Any, name: str
 ) -> None:
+    # A method's keyword-only parameters are exactly its request's fields: Python refuses
+    # any other keyword (as a type checker does), before anything is built or sent.
     anything = api.route()
-    with pytest.raises(InvalidRequestError) as info:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus_field'"):
         legnext(name, **with_fields(name, bogus_field=1))
-    assert_only_names(info.value, "bogus_field")
     assert anything.call_count == 0
 
 

@@ -2,31 +2,31 @@
 
 Both share one request-building and response-reading path (`_ClientCore`) and
 differ only in how they send and sleep. Each create endpoint in
-`endpoints.CREATE_ENDPOINTS` becomes a method of both clients, named after it
+`endpoints.CREATE_ENDPOINTS` is a method of both clients, named after it
 (`client.diffusion(text=...)`, `client.remove_background(img_url=...)`), taking
-the request's fields as snake_case keyword arguments.
+the request's fields as typed snake_case keyword arguments: the methods are
+generated from the table into `_generated_client` (``make generate``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from prefect_legnext._generated_client import _AsyncEndpoints, _SyncEndpoints
 from prefect_legnext.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
     BALANCE,
-    CREATE_ENDPOINTS,
     GET_JOB,
     CreateEndpoint,
     QueryEndpoint,
@@ -255,7 +255,7 @@ class _ClientCore:
             raise InvalidRequestError(GET_JOB.name, [("job_id", str(exc))]) from None
 
 
-class LegnextClient(_ClientCore):
+class LegnextClient(_ClientCore, _SyncEndpoints):
     """Synchronous Legnext client.
 
     Without `api_key` it reads ``LEGNEXT_API_KEY``, and without `base_url`
@@ -372,12 +372,8 @@ class LegnextClient(_ClientCore):
                 return self._read(response, model, create, body, submitted_at)
             time.sleep(self._backoff(attempt, started, error, what, create is not None))
 
-    if TYPE_CHECKING:  # the per-endpoint methods are generated below from the table
 
-        def __getattr__(self, name: str) -> Callable[..., Job]: ...
-
-
-class AsyncLegnextClient(_ClientCore):
+class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
     """Asynchronous Legnext client; the same surface as `LegnextClient`, awaited
     (``LEGNEXT_API_KEY`` and ``LEGNEXT_BASE_URL`` are read the same way).
 
@@ -474,49 +470,3 @@ class AsyncLegnextClient(_ClientCore):
             if error is None:
                 return self._read(response, model, create, body, submitted_at)
             await asyncio.sleep(self._backoff(attempt, started, error, what, create is not None))
-
-    if TYPE_CHECKING:
-
-        def __getattr__(self, name: str) -> Callable[..., Awaitable[Job]]: ...
-
-
-def endpoint_signature(endpoint: CreateEndpoint) -> inspect.Signature:
-    """Keyword-only parameters mirroring the request model's fields."""
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)]
-    for name, info in endpoint.request.model_fields.items():
-        default = inspect.Parameter.empty if info.is_required() else info.default
-        params.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=info.annotation
-            )
-        )
-    return inspect.Signature(params, return_annotation=Job)
-
-
-def _endpoint_method(endpoint: CreateEndpoint, is_async: bool) -> Callable[..., Any]:
-    if is_async:
-
-        async def method(self: AsyncLegnextClient, **fields: Any) -> Job:
-            return await self.create(endpoint.build(**fields))
-
-    else:
-
-        def method(self: LegnextClient, **fields: Any) -> Job:  # type: ignore[misc]
-            return self.create(endpoint.build(**fields))
-
-    method.__name__ = endpoint.name
-    method.__doc__ = (
-        f"{endpoint.summary}\n\nPOST {endpoint.path} ({endpoint.points} points base). "
-        f"Keyword arguments are the fields of `{endpoint.request.__name__}`.\n\n"
-        "Raises:\n    InvalidRequestError: before any HTTP call, naming the field and rule.\n"
-        "    OutcomeUnknownError: sent but unanswered; never retried blindly."
-    )
-    method.__signature__ = endpoint_signature(endpoint)  # type: ignore[attr-defined]
-    return method
-
-
-for _endpoint in CREATE_ENDPOINTS:
-    for _cls, _is_async in ((LegnextClient, False), (AsyncLegnextClient, True)):
-        _method = _endpoint_method(_endpoint, _is_async)
-        _method.__qualname__ = f"{_cls.__name__}.{_endpoint.name}"
-        setattr(_cls, _endpoint.name, _method)

@@ -2,7 +2,9 @@
 
 Each endpoint is declared here once: path, request model, output kind, cost and
 typical duration. Client methods, Prefect tasks, CLI commands and simulator
-routes are all derived from `CREATE_ENDPOINTS` and `QUERY_ENDPOINTS`.
+routes are all derived from `CREATE_ENDPOINTS` and `QUERY_ENDPOINTS`; the client
+methods and tasks are written out as typed source by `prefect_legnext.codegen`
+(``make generate``), so that type checkers and editors see their arguments.
 """
 
 from __future__ import annotations
@@ -220,6 +222,21 @@ ACTIVE_TASKS = QueryEndpoint(
     "active_tasks", "/api/account/active_tasks", r.ActiveTasks, "List the account's running jobs."
 )
 QUERY_ENDPOINTS: tuple[QueryEndpoint[Any], ...] = (GET_JOB, BALANCE, ACCOUNT_INFO, ACTIVE_TASKS)
+
+# The keys of `available_actions` in the vendor's sample task object (the inpaint page):
+# exactly these. No vendor text shows an `enhance` key or any video action.
+VENDOR_ACTION_KEYS: frozenset[str] = frozenset(
+    {"edit", "inpaint", "outpaint", "pan", "remix", "reroll", "upscale", "variation"}
+)
+# The actions a parent lists per image (``"upscale": [0, 1, 2, 3]``): those of the
+# endpoints working on one image of a parent that the vendor's sample shows.
+PER_IMAGE_ACTIONS: tuple[str, ...] = tuple(
+    e.action
+    for e in CREATE_ENDPOINTS
+    if e.parent is ParentKind.IMAGE and e.action is not None and e.action in VENDOR_ACTION_KEYS
+)
+# The request fields that carry a prompt; no request has more than one of them.
+PROMPT_FIELDS: tuple[str, ...] = ("text", "prompt", "remix_prompt")
 
 ENDPOINTS_BY_NAME: dict[str, CreateEndpoint] = {e.name: e for e in CREATE_ENDPOINTS}
 ENDPOINTS_BY_REQUEST: dict[type[m.LegnextRequest], CreateEndpoint] = {

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_legnext.endpoints import (
     CREATE_ENDPOINTS,
+    PER_IMAGE_ACTIONS,
+    PROMPT_FIELDS,
     CreateEndpoint,
     OutputKind,
     ParentKind,
@@ -38,10 +40,6 @@ from prefect_legnext.models import (
 )
 from prefect_legnext.responses import Job
 
-# Legnext's actions per output kind (API.md and the simulator's decisions); the real
-# parent's available_actions are checked again at run time.
-_PER_IMAGE = frozenset({"upscale", "variation", "pan", "outpaint", "inpaint", "remix", "edit"})
-_PROMPT_FIELDS = ("text", "prompt", "remix_prompt")
 _NUMBER_FIELDS = ("image_no", "video_no")
 PLACEHOLDER_JOB_ID = "00000000-0000-4000-8000-000000000000"
 PLACEHOLDER_IMAGE_URL = "https://placeholder.invalid/parent.png"
@@ -186,7 +184,7 @@ def build_request(
     fields: dict[str, Any] = {}
     derived: set[str] = set()
     if step.prompt is not None:
-        prompt_field = next((f for f in _PROMPT_FIELDS if f in fields_of), None)
+        prompt_field = next((f for f in PROMPT_FIELDS if f in fields_of), None)
         if prompt_field is None:
             raise ChainError("it takes no prompt")
         fields[prompt_field] = step.prompt
@@ -239,7 +237,8 @@ def _allowed_after(target: CreateEndpoint, kind: OutputKind, draft: bool) -> boo
     if target.parent is ParentKind.JOB:  # reroll
         return kind is OutputKind.GRID
     if target.action is not None:
-        return target.action in _PER_IMAGE
+        # The real parent's available_actions are checked again at run time.
+        return target.action in PER_IMAGE_ACTIONS
     return True  # video-diffusion, and image-URL steps
 
 

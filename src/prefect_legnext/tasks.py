@@ -1,8 +1,10 @@
 """Prefect tasks over the Legnext client, each in a sync and an async form.
 
 - ``submit_<endpoint>`` / ``asubmit_<endpoint>`` for each of the create endpoints,
-  generated from `endpoints.CREATE_ENDPOINTS` (e.g. `submit_diffusion`,
-  `asubmit_inpaint`), and the generic `submit_request` taking a request model.
+  taking the request's fields as typed keyword arguments (e.g. `submit_diffusion`,
+  `asubmit_inpaint`): generated from `endpoints.CREATE_ENDPOINTS` into
+  `_generated_tasks` (``make generate``) and re-exported here. And the generic
+  `submit_request`, taking a request model.
   Every submit goes through the idempotency ledger (`prefect_legnext.ledger`):
   a task retry, a flow retry or a re-run of the same flow run reuses the job
   instead of paying again.
@@ -11,43 +13,39 @@
 - `persist_outputs` / `apersist_outputs`: stream a job's outputs into S3.
 
 Retries go through Prefect (exponential backoff with jitter) and only for
-transient errors: never for bad input, authentication, insufficient points or
-content rejection. The sync form is chosen in sync contexts, the async form in
-async ones (`async_dispatch`); call ``.aio`` or the ``a``-prefixed task to force async.
+transient errors (`prefect_legnext.task_options`): never for bad input,
+authentication, insufficient points or content rejection. The sync form is chosen
+in sync contexts, the async form in async ones (`async_dispatch`); call ``.aio`` or
+the ``a``-prefixed task to force async.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from prefect import Task, task
+from prefect import task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
-from prefect.tasks import exponential_backoff
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
+from prefect_legnext import _generated_tasks
+from prefect_legnext._generated_tasks import *  # noqa: F403  (submit_<endpoint>, asubmit_<endpoint>)
+from prefect_legnext._generated_tasks import ENDPOINT_TASKS
 from prefect_legnext.blocks import LegnextCredentials
 from prefect_legnext.client import AsyncLegnextClient, LegnextClient
-from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint, endpoint_for
-from prefect_legnext.errors import (
-    JobFailedError,
-    OutcomeUnknownError,
-    RateLimitedError,
-    ServerError,
-    TransportError,
-)
+from prefect_legnext.endpoints import endpoint as endpoint_named
+from prefect_legnext.endpoints import endpoint_for
+from prefect_legnext.errors import JobFailedError, RateLimitedError
 from prefect_legnext.ledger import (
     JobLedger,
     OnUnknown,
@@ -58,12 +56,12 @@ from prefect_legnext.ledger import (
 )
 from prefect_legnext.models import LegnextRequest
 from prefect_legnext.responses import Balance, Job
-from prefect_legnext.storage import (
-    DEFAULT_PREFIX,
-    DownloadError,
-    PersistedJob,
-    StorageUnavailableError,
-    persist_job,
+from prefect_legnext.storage import DEFAULT_PREFIX, PersistedJob, persist_job
+from prefect_legnext.task_options import (
+    STORAGE_TRANSIENT_ERRORS,
+    SUBMIT_OPTIONS,
+    TRANSIENT_ERRORS,
+    task_options,
 )
 
 if TYPE_CHECKING:
@@ -71,11 +69,6 @@ if TYPE_CHECKING:
 
     LedgerArg = JobLedger | S3Bucket | str | None
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TransportError, ServerError, RateLimitedError)
-STORAGE_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (StorageUnavailableError, DownloadError)
-# A retried submit reconciles through the ledger before it could POST: safe to retry.
-# A ledger that S3 could not reach is transient too: nothing was POSTed without it.
-SUBMIT_RETRY_ERRORS = (*TRANSIENT_ERRORS, OutcomeUnknownError, StorageUnavailableError)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 # The longest Retry-After a task sits out before Prefect's retry; a longer one still
 # fails the attempt, and Prefect's backoff takes over.
@@ -107,28 +100,6 @@ async def _async_client(credentials: LegnextCredentials) -> AsyncIterator[AsyncL
     except RateLimitedError as exc:
         await asyncio.sleep(_asked_wait(exc))
         raise
-
-
-def retry_on(*kinds: type[Exception]) -> Callable[[Task[Any, Any], Any, Any], bool]:
-    """A `retry_condition_fn`: retry only when the run failed with one of `kinds`."""
-
-    def condition(_task: Task[Any, Any], _task_run: Any, state: Any) -> bool:
-        error = state.result(raise_on_failure=False)
-        return isinstance(error, kinds)
-
-    condition.__name__ = f"retry_on_{'_'.join(k.__name__ for k in kinds)}"
-    return condition
-
-
-def _task_options(name: str, retry_errors: tuple[type[Exception], ...]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "cache_policy": NO_CACHE,
-        "retries": 3,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-        "retry_jitter_factor": 0.5,
-        "retry_condition_fn": retry_on(*retry_errors),
-    }
 
 
 def idempotency_scope() -> list[str]:
@@ -239,10 +210,7 @@ def _job_outcome_events() -> Iterator[Callable[[Job], Job]]:
         raise
 
 
-_SUBMIT_OPTIONS = _task_options("legnext-submit", SUBMIT_RETRY_ERRORS)
-
-
-@task(**_SUBMIT_OPTIONS)
+@task(**SUBMIT_OPTIONS)
 async def asubmit_request(
     credentials: LegnextCredentials,
     request: LegnextRequest,
@@ -258,7 +226,7 @@ async def asubmit_request(
 
 
 @async_dispatch(asubmit_request)
-@task(**_SUBMIT_OPTIONS)
+@task(**SUBMIT_OPTIONS)
 def submit_request(
     credentials: LegnextCredentials,
     request: LegnextRequest,
@@ -322,7 +290,7 @@ def _progress_logger(
     return on_update
 
 
-_WAIT_OPTIONS = _task_options("legnext-wait", TRANSIENT_ERRORS)
+_WAIT_OPTIONS = task_options("legnext-wait", TRANSIENT_ERRORS)
 
 
 @task(**_WAIT_OPTIONS)
@@ -373,7 +341,7 @@ def wait_for_job(
         )
 
 
-_READ_OPTIONS = _task_options("legnext-read", TRANSIENT_ERRORS)
+_READ_OPTIONS = task_options("legnext-read", TRANSIENT_ERRORS)
 
 
 @task(**{**_READ_OPTIONS, "name": "legnext-get-job"})
@@ -406,7 +374,7 @@ def get_balance(credentials: LegnextCredentials) -> Balance:
         return client.balance()
 
 
-_PERSIST_OPTIONS = _task_options("legnext-persist", STORAGE_TRANSIENT_ERRORS)
+_PERSIST_OPTIONS = task_options("legnext-persist", STORAGE_TRANSIENT_ERRORS)
 
 
 def _persist(
@@ -457,93 +425,24 @@ def persist_outputs(
     return _persist(job, bucket, prefix, metadata, include_grid)
 
 
-# -- one submit task per endpoint, generated from the table ---------------------------
-
-_CONTROL_PARAMETERS = (
-    inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation="str | None"),
-    inspect.Parameter("ledger", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any),
-    inspect.Parameter("on_unknown", inspect.Parameter.KEYWORD_ONLY, default="raise",
-                      annotation="Literal['raise', 'resubmit']"),
-)  # fmt: skip
-
-
-def _signature(endpoint: CreateEndpoint) -> inspect.Signature:
-    params = [
-        inspect.Parameter(
-            "credentials", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=LegnextCredentials
-        )
-    ]
-    for name, info in endpoint.request.model_fields.items():
-        default = inspect.Parameter.empty if info.is_required() else info.default
-        params.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=info.annotation
-            )
-        )
-    return inspect.Signature([*params, *_CONTROL_PARAMETERS], return_annotation=Job)
-
-
-def _endpoint_tasks(endpoint: CreateEndpoint) -> tuple[Any, Any]:
-    def submit_fields(
-        credentials: LegnextCredentials,
-        idempotency_key: str | None = None,
-        ledger: LedgerArg = None,
-        on_unknown: OnUnknown = "raise",
-        **fields: Any,
-    ) -> Job:
-        request = endpoint.build(**fields)  # InvalidRequestError before any paid call
-        return _submit(credentials, request, idempotency_key, ledger, on_unknown)
-
-    async def asubmit_fields(credentials: LegnextCredentials, **kwargs: Any) -> Job:
-        return await run_sync_in_worker_thread(submit_fields, credentials, **kwargs)
-
-    doc = (
-        f"{endpoint.summary}\n\nPOST {endpoint.path}, {endpoint.points} points base, submitted "
-        f"at most once per idempotency key. Keyword arguments are the fields of "
-        f"`{endpoint.request.__name__}`, plus idempotency_key, ledger and on_unknown "
-        "(see `submit_request`)."
-    )
-    for fn, prefix in ((submit_fields, "submit_"), (asubmit_fields, "asubmit_")):
-        fn.__name__ = fn.__qualname__ = f"{prefix}{endpoint.name}"
-        fn.__doc__ = doc
-        cast(Any, fn).__signature__ = _signature(endpoint)
-        fn.__module__ = __name__
-    options = {**_SUBMIT_OPTIONS, "name": f"legnext-{endpoint.slug}"}
-    async_task = task(asubmit_fields, **options)
-    sync_task = async_dispatch(async_task)(task(submit_fields, **options))
-    return sync_task, async_task
-
-
-ENDPOINT_TASKS: dict[str, tuple[Any, Any]] = {e.name: _endpoint_tasks(e) for e in CREATE_ENDPOINTS}
-for _name, (_sync_task, _async_task) in ENDPOINT_TASKS.items():
-    globals()[f"submit_{_name}"] = _sync_task
-    globals()[f"asubmit_{_name}"] = _async_task
-
-
 def submit_task_for(endpoint_name: str, *, is_async: bool = False) -> Any:
-    """The generated submit task of an endpoint (``"inpaint"``, ``"remove-background"``)."""
-    from prefect_legnext.endpoints import endpoint as lookup
-
-    sync_task, async_task = ENDPOINT_TASKS[lookup(endpoint_name).name]
+    """The submit task of an endpoint (``"inpaint"``, ``"remove-background"``)."""
+    sync_task, async_task = ENDPOINT_TASKS[endpoint_named(endpoint_name).name]
     return async_task if is_async else sync_task
 
 
-def __getattr__(name: str) -> Any:  # the generated names, for type checkers and readers
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
+    "ENDPOINT_TASKS",
+    "aget_balance",
+    "aget_job",
     "apersist_outputs",
     "asubmit_request",
     "await_for_job",
-    "aget_balance",
-    "aget_job",
     "get_balance",
     "get_job",
     "persist_outputs",
     "submit_request",
     "submit_task_for",
     "wait_for_job",
-    *[f"{p}{e.name}" for e in CREATE_ENDPOINTS for p in ("submit_", "asubmit_")],
 ]
+__all__ += _generated_tasks.__all__  # the submit task pair of each endpoint

@@ -26,7 +26,13 @@ import httpx
 from PIL import Image
 
 from prefect_legnext import models as m
-from prefect_legnext.endpoints import CreateEndpoint, OutputKind, ParentKind
+from prefect_legnext.endpoints import (
+    PER_IMAGE_ACTIONS,
+    VENDOR_ACTION_KEYS,
+    CreateEndpoint,
+    OutputKind,
+    ParentKind,
+)
 from prefect_legnext.errors import InvalidRequestError
 from prefect_legnext.responses import JobStatus
 from prefect_legnext.simulator import images
@@ -36,10 +42,6 @@ from prefect_legnext.simulator.config import Faults, SimulatorConfig
 NOT_SET = "0001-01-01T00:00:00Z"  # the live service's "not set" timestamp (API.md)
 MAX_SOURCE_BYTES = 10 * 1024 * 1024  # Legnext's documented input image limit (retexture page)
 STAGED_SHARE = 0.05  # share of a job's duration spent in `staged`: simulator decision (API.md)
-# The keys of `available_actions` in the vendor's sample (the inpaint page): exactly these,
-# no others (no `enhance`, no video actions: no vendor text shows such keys).
-_PER_IMAGE_ACTIONS = ("upscale", "variation", "pan", "outpaint", "inpaint", "remix", "edit")
-VENDOR_ACTION_KEYS = frozenset({*_PER_IMAGE_ACTIONS, "reroll"})
 
 
 class SimulatorError(Exception):
@@ -113,11 +115,11 @@ class SimJob:
         action on 0 and no reroll; video and text jobs list nothing (no vendor text shows
         their actions: extend-video and video-upscale are checked by `_parent_of`)."""
         if self.kind is OutputKind.GRID:
-            actions: dict[str, list[int] | bool] = {a: [0, 1, 2, 3] for a in _PER_IMAGE_ACTIONS}
+            actions: dict[str, list[int] | bool] = {a: [0, 1, 2, 3] for a in PER_IMAGE_ACTIONS}
             actions["reroll"] = True
             return actions
         if self.kind is OutputKind.IMAGE:
-            return {**{a: [0] for a in _PER_IMAGE_ACTIONS}, "reroll": False}
+            return {**{a: [0] for a in PER_IMAGE_ACTIONS}, "reroll": False}
         return {}
 
 
