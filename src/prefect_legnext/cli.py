@@ -2,24 +2,33 @@
 
 User mistakes end with one clear line on stderr and a non-zero exit code, never
 a traceback; the API key is read from the environment and never printed.
+Configuration is checked before anything slow starts; commands that run flows
+print one line per step event (no spinner), readable in a log and in 80 columns.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from prefect_legnext.client import DEFAULT_BASE_URL, LegnextClient
 from prefect_legnext.endpoints import problems_of
 from prefect_legnext.errors import LegnextError
+
+if TYPE_CHECKING:
+    from prefect_legnext.flows import StepProgress
+    from prefect_legnext.models import Mask
 
 app = typer.Typer(
     name="prefect-legnext",
@@ -27,8 +36,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: wraps to the terminal (80 columns too) and never cuts an
+    # option's name or its description short.
+    rich_markup_mode=None,
 )
-job_app = typer.Typer(help="Read or wait for a job.", no_args_is_help=True)
+job_app = typer.Typer(help="Read or wait for a job.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(job_app, name="job")
 
 console = Console()
@@ -51,6 +63,7 @@ BaseUrlOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: <message>`` (rich markup) on stderr; raise what this returns."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -61,9 +74,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise fail("; ".join(f"{field}: {rule}" for field, rule in problems_of(exc))) from None
+        problems = "; ".join(f"{field}: {rule}" for field, rule in problems_of(exc))
+        raise fail(escape(problems)) from None
     except (LegnextError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 
@@ -202,17 +216,55 @@ def parse_faults(specs: list[str]) -> dict[str, Any]:
     return {target: Faults(**values) for target, values in grouped.items()}
 
 
+STEP_CHOICES = ("diffusion", "enhance", "inpaint", "retexture")  # flows.CLASSIC_STEPS
+ALL_STEPS = ",".join(STEP_CHOICES)
+
+
+class RetextureSource(StrEnum):
+    S3 = "s3"
+    LEGNEXT = "legnext"
+
+
 StepsOption = Annotated[
     str,
-    typer.Option(help="Comma-separated subset of diffusion,enhance,inpaint,retexture."),
+    typer.Option(
+        metavar="STEP,...",
+        help="Steps to run, comma-separated, any of: diffusion, enhance, inpaint, "
+        "retexture (they always run in that order).",
+    ),
 ]
 ImageNoOption = Annotated[
     int, typer.Option(min=0, max=3, help="Image of each grid carried to the next step.")
 ]
 InpaintPromptOption = Annotated[str, typer.Option(help="What to paint inside the mask.")]
+MaskRectOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="X,Y,W,H",
+        show_default=False,
+        help="Inpaint mask: a rectangle in fractions (0..1) of the image from its "
+        "top-left corner; default 0.25,0.25,0.5,0.5 (the centre quarter).",
+    ),
+]
+MaskUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="URL", show_default=False, help="Inpaint mask: an image URL (white is repainted)."
+    ),
+]
+MaskFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="PATH",
+        show_default=False,
+        help='Inpaint mask: a JSON file, {"areas": [{"width": W, "height": H, '
+        '"points": [x1, y1, ...]}]} or {"url": "https://..."}.',
+    ),
+]
 RetexturePromptOption = Annotated[str, typer.Option(help="The new texture or material.")]
 SourceOption = Annotated[
-    str, typer.Option(help="Retexture input: s3 (our presigned copy) or legnext (its URL).")
+    RetextureSource,
+    typer.Option(help="Retexture input: s3 (our presigned copy) or legnext (its URL)."),
 ]
 CredentialsOption = Annotated[
     str, typer.Option(help="Saved LegnextCredentials block (else LEGNEXT_API_KEY).")
@@ -224,16 +276,59 @@ MaxPointsOption = Annotated[
 ]
 MaxWaitOption = Annotated[float, typer.Option(min=1, help="Give up on a job after this long.")]
 OfflineOption = Annotated[
-    bool, typer.Option(help="Run on the embedded simulator and a local S3 server.")
+    bool,
+    typer.Option(
+        help="Run on the embedded simulator and a local S3 server, with blocks saved "
+        "in a temporary Prefect home (needs the demo extra)."
+    ),
 ]
+
+
+def parse_steps(text: str) -> list[str]:
+    """``"diffusion,enhance"`` into step names, refusing unknown ones (one line)."""
+    steps = [step.strip() for step in text.split(",") if step.strip()]
+    unknown = [step for step in steps if step not in STEP_CHOICES]
+    if unknown or not steps:
+        what = f"unknown step {unknown[0]!r}" if unknown else "no steps"
+        raise fail(escape(f"--steps: {what}; choose from {', '.join(STEP_CHOICES)}"))
+    return steps
+
+
+def parse_mask(rect: str | None, url: str | None, file: Path | None) -> Mask | None:
+    """The inpaint mask of ``--mask-rect``, ``--mask-url`` or ``--mask-file`` (at most
+    one); None for the flow's default. A bad value is one line naming its option."""
+    from prefect_legnext.masks import mask_from_json, parse_rect, url_mask
+
+    given = [
+        name
+        for name, value in (("--mask-rect", rect), ("--mask-url", url), ("--mask-file", file))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise fail(f"{' and '.join(given)} exclude each other: pass one mask option")
+    try:
+        if rect is not None:
+            return parse_rect(rect)
+        if url is not None:
+            return url_mask(url)
+        if file is not None:
+            try:
+                text = file.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read {file}: {exc.strerror or exc}") from None
+            return mask_from_json(text)
+    except ValueError as exc:
+        raise fail(escape(f"{given[0]}: {exc}")) from None
+    return None
 
 
 def _chain_options(
     steps: str,
     image_no: int,
     inpaint_prompt: str,
+    mask: Mask | None,
     retexture_prompt: str,
-    retexture_source: str,
+    retexture_source: RetextureSource,
     credentials_block: str,
     storage_block: str,
     key_prefix: str,
@@ -241,67 +336,213 @@ def _chain_options(
     max_wait_seconds: float,
     offline: bool,
 ) -> dict[str, Any]:
-    if offline:  # no block names: the flow reads the offline services from the environment
-        credentials_block = storage_block = ""
-    return {
-        "steps": [s.strip() for s in steps.split(",") if s.strip()],
+    """The flow's parameters, each checked here (one line per mistake) before anything
+    slow starts; without --offline, the blocks or environment they need too."""
+    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
+
+    options: dict[str, Any] = {
+        "steps": parse_steps(steps),
         "image_no": image_no,
         "inpaint_prompt": inpaint_prompt,
         "retexture_prompt": retexture_prompt,
-        "retexture_source": retexture_source,
+        "retexture_source": retexture_source.value,
         "credentials_block": credentials_block,
         "storage_block": storage_block,
         "key_prefix": key_prefix,
         "max_points": max_points,
         "max_wait_seconds": max_wait_seconds,
     }
+    if mask is not None:
+        options["inpaint_mask"] = mask
+    if offline:
+        named = [
+            option
+            for option, value, default in (
+                ("--credentials-block", credentials_block, DEFAULT_CREDENTIALS_BLOCK),
+                ("--storage-block", storage_block, DEFAULT_STORAGE_BLOCK),
+            )
+            if value != default
+        ]
+        if named:
+            raise fail(f"{named[0]} cannot be used with --offline (it saves its own blocks)")
+    else:
+        check_configuration(credentials_block, storage_block)
+    return options
+
+
+def check_configuration(credentials_block: str, storage_block: str) -> None:
+    """Fail at once, before any Prefect server starts, when the run cannot find its
+    credentials or bucket: with no PREFECT_API_URL and no local Prefect database, no
+    block is saved anywhere, so only the environment can stand in for the default
+    block names (a block named on purpose cannot exist)."""
+    from prefect_legnext.prefect_api import blocks_may_exist
+    from prefect_legnext.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        DEFAULT_STORAGE_BLOCK,
+        ENV_API_KEY,
+        ENV_BUCKET,
+    )
+
+    if blocks_may_exist():
+        return  # the server decides, when the flow starts
+    nowhere = "no Prefect server is configured (PREFECT_API_URL) and no local one has data"
+    wanted = (
+        (credentials_block, DEFAULT_CREDENTIALS_BLOCK, "LegnextCredentials", ENV_API_KEY,
+         "no Legnext credentials"),
+        (storage_block, DEFAULT_STORAGE_BLOCK, "S3Bucket", ENV_BUCKET,
+         "no S3 bucket for the outputs"),
+    )  # fmt: skip
+    for name, default, kind, variable, missing in wanted:
+        if name and name != default:
+            raise fail(
+                f"no saved {kind} block named {name!r}: {nowhere}; set PREFECT_API_URL "
+                f"to the server that holds it"
+            )
+        if not os.environ.get(variable, "").strip():
+            raise fail(
+                f"{missing}: set {variable} (or save a {kind} block named {default!r} "
+                f"on a Prefect server and set PREFECT_API_URL)"
+            )
 
 
 @contextmanager
-def _flow_environment(offline: bool) -> Iterator[None]:
-    """Run a flow here: quiet Prefect logs, and the offline services when asked."""
+def _flow_environment(offline: bool) -> Iterator[dict[str, str]]:
+    """Run flows here: quiet Prefect logs, a Prefect API (Prefect's temporary server,
+    started with a generous timeout, when no PREFECT_API_URL is set), and with
+    ``offline`` the simulator, local S3 and their saved blocks. Yields the block names
+    to run with (``{}``: the ones given)."""
+    import httpx
     from prefect.exceptions import ParameterTypeError
 
     from prefect_legnext.demo import offline_environment, quiet_logs
+    from prefect_legnext.prefect_api import prefect_api
 
     quiet_logs()
-    with user_errors():
+    with user_errors(), ExitStack() as stack:
         try:
-            if offline:
-                with offline_environment():
-                    yield
-            else:
-                yield
+            with console.status("starting Prefect"):
+                if offline:
+                    services = stack.enter_context(offline_environment())
+                    blocks = {
+                        "credentials_block": services.credentials_block,
+                        "storage_block": services.storage_block,
+                    }
+                else:
+                    stack.enter_context(prefect_api())
+                    blocks = {}
+            yield blocks
         except ParameterTypeError as exc:
             raise fail(str(exc).splitlines()[-1].strip(" -") or "invalid parameters") from None
+        except httpx.HTTPError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise fail(escape(f"cannot reach the Prefect API: {reason}")) from None
+        except RuntimeError as exc:  # Prefect's words when its API went away mid-run
+            if not str(exc).startswith(PREFECT_UNREACHABLE):
+                raise
+            raise fail(escape(str(exc).splitlines()[0])) from None
 
 
-def _print_steps(title: str, chains: list[Any]) -> None:
-    from rich.table import Table
+PREFECT_UNREACHABLE = ("Failed to reach API", "Timed out while attempting to connect")
+PHASE_WORDS = {"submitted": "submitted", "reused": "reused", "status": "waiting",
+               "persisted": "persisted"}  # fmt: skip
 
-    table = Table(title=title)
-    for column in ("chain", "step", "action", "job id", "points", "s"):
-        table.add_column(column, no_wrap=True, min_width=36 if column == "job id" else None)
+
+class StepLines:
+    """Prints one plain line per step event of the flows this process runs (a
+    `flows.STEP_LISTENERS` listener), and each flow run's URL when a Prefect UI is
+    configured (PREFECT_UI_URL). Lines fit 80 columns; an S3 prefix too long for the
+    line goes on the next one, whole.
+
+    Args:
+        out: where the lines go.
+        chains: chain label -> number, to prefix each line with ``[number]`` (batches).
+        phases: the phases printed (default: all).
+    """
+
+    def __init__(
+        self,
+        out: Console,
+        chains: dict[str, int] | None = None,
+        phases: tuple[str, ...] = tuple(PHASE_WORDS),
+    ) -> None:
+        self.out = out
+        self.chains = chains
+        self.phases = phases
+        self._runs: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: StepProgress) -> None:
+        from prefect_legnext.flows import SHORT_ID
+
+        with self._lock:
+            if event.flow_run_id not in self._runs:
+                self._runs.add(event.flow_run_id)
+                url = flow_run_url(event.flow_run_id)
+                if url:
+                    self._print(f"flow run {url}")
+            if event.phase not in self.phases:
+                return
+            tag = ""
+            if self.chains is not None:
+                tag = f"[{self.chains.get(event.chain, event.chain)}] "
+            phase = PHASE_WORDS.get(event.phase, event.phase)
+            head = f"{tag}step {event.index} {event.action:<9} {phase:<9} {event.job_id[:SHORT_ID]}"
+            line = f"{head}  {event.detail}".rstrip()
+            if len(line) > max(self.out.width, 80) and event.phase == "persisted":
+                self._print(head)
+                self._print(f"    {event.detail}")
+            else:
+                self._print(line)
+
+    def _print(self, text: str) -> None:
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def flow_run_url(flow_run_id: str) -> str | None:
+    """The flow run's page in the Prefect UI, when one is configured (PREFECT_UI_URL)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{str(base).rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+
+@contextmanager
+def listening(listener: Callable[[StepProgress], None]) -> Iterator[None]:
+    """`listener` hears every step event of the flows run in this block."""
+    from prefect_legnext.flows import STEP_LISTENERS
+
+    STEP_LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        STEP_LISTENERS.remove(listener)
+
+
+def _print_results(chains: list[Any], total_points: int) -> None:
+    """The steps of every chain (short job ids), their sidecars, the points spent."""
+    from prefect_legnext.demo import steps_table
+
+    numbered = len(chains) > 1
     for number, chain_result in enumerate(chains, start=1):
-        for step in chain_result.steps:
-            table.add_row(
-                str(number), str(step.index), step.action, step.job_id, str(step.points),
-                f"{step.duration_seconds:.1f}",
-            )  # fmt: skip
-    console.print(table)
+        table = steps_table(chain_result.steps, chain=number if numbered else None)
+        console.print(table)
     for chain_result in chains:
         for step in chain_result.steps:
-            console.print(f"  {step.sidecar_uri}", highlight=False, soft_wrap=True)
+            console.print(f"  {step.sidecar_uri}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"total points: {total_points}", highlight=False)
 
 
 @app.command()
 def chain(
     prompt: str,
-    steps: StepsOption = "diffusion,enhance,inpaint,retexture",
+    steps: StepsOption = ALL_STEPS,
     image_no: ImageNoOption = 0,
     inpaint_prompt: InpaintPromptOption = "a small red sailboat",
+    mask_rect: MaskRectOption = None,
+    mask_url: MaskUrlOption = None,
+    mask_file: MaskFileOption = None,
     retexture_prompt: RetexturePromptOption = "as a watercolour painting",
-    retexture_source: SourceOption = "s3",
+    retexture_source: SourceOption = RetextureSource.S3,
     credentials_block: CredentialsOption = "legnext",
     storage_block: StorageOption = "legnext-outputs",
     key_prefix: PrefixOption = "legnext",
@@ -311,15 +552,15 @@ def chain(
 ) -> None:
     """Run the chain generate -> enhance -> inpaint -> retexture for one prompt."""
     options = _chain_options(
-        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source, credentials_block,
-        storage_block, key_prefix, max_points, max_wait_seconds, offline,
+        steps, image_no, inpaint_prompt, parse_mask(mask_rect, mask_url, mask_file),
+        retexture_prompt, retexture_source, credentials_block, storage_block, key_prefix,
+        max_points, max_wait_seconds, offline,
     )  # fmt: skip
-    with _flow_environment(offline), console.status("running the chain"):
+    with _flow_environment(offline) as blocks, listening(StepLines(console)):
         from prefect_legnext.flows import legnext_chain
 
-        result = legnext_chain(prompt=prompt, **options)
-    _print_steps("legnext_chain", [result])
-    console.print(f"total points: {result.total_points}", highlight=False)
+        result = legnext_chain(prompt=prompt, **(options | blocks))
+    _print_results([result], result.total_points)
 
 
 @app.command()
@@ -327,13 +568,16 @@ def batch(
     prompts: Annotated[list[str] | None, typer.Argument(help="Prompts, one chain each.")] = None,
     file: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="A file of prompts, one per line."),
+        typer.Option(dir_okay=False, help="A file of prompts, one per line."),
     ] = None,
-    steps: StepsOption = "diffusion,enhance,inpaint,retexture",
+    steps: StepsOption = ALL_STEPS,
     image_no: ImageNoOption = 0,
     inpaint_prompt: InpaintPromptOption = "a small red sailboat",
+    mask_rect: MaskRectOption = None,
+    mask_url: MaskUrlOption = None,
+    mask_file: MaskFileOption = None,
     retexture_prompt: RetexturePromptOption = "as a watercolour painting",
-    retexture_source: SourceOption = "s3",
+    retexture_source: SourceOption = RetextureSource.S3,
     credentials_block: CredentialsOption = "legnext",
     storage_block: StorageOption = "legnext-outputs",
     key_prefix: PrefixOption = "legnext",
@@ -346,12 +590,17 @@ def batch(
 
     wanted = list(prompts or [])
     if file is not None:
-        wanted += [line.strip() for line in file.read_text().splitlines() if line.strip()]
+        try:
+            lines = file.read_text().splitlines()
+        except OSError as exc:
+            raise fail(escape(f"--file: cannot read {file}: {exc.strerror or exc}")) from None
+        wanted += [line.strip() for line in lines if line.strip()]
     if not wanted:
         raise fail("no prompts: pass them as arguments or with --file")
     options = _chain_options(
-        steps, image_no, inpaint_prompt, retexture_prompt, retexture_source, credentials_block,
-        storage_block, key_prefix, max_points, max_wait_seconds, offline,
+        steps, image_no, inpaint_prompt, parse_mask(mask_rect, mask_url, mask_file),
+        retexture_prompt, retexture_source, credentials_block, storage_block, key_prefix,
+        max_points, max_wait_seconds, offline,
     )  # fmt: skip
     progress = Progress(
         "chains", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -361,16 +610,19 @@ def batch(
     def advance(done: int, total: int) -> None:
         progress.update(bar, completed=done, total=total)
 
-    from prefect_legnext.flows import BATCH_LISTENERS, legnext_batch
+    from prefect_legnext.flows import BATCH_LISTENERS, chain_label, legnext_batch
 
+    numbers: dict[str, int] = {}
+    for number, prompt in enumerate(wanted, start=1):
+        numbers.setdefault(chain_label(prompt, f"chain {number}"), number)
+    lines_out = StepLines(console, chains=numbers, phases=("submitted", "reused", "persisted"))
     BATCH_LISTENERS.append(advance)
     try:
-        with _flow_environment(offline), progress:
-            result = legnext_batch(prompts=wanted, **options)
+        with _flow_environment(offline) as blocks, listening(lines_out), progress:
+            result = legnext_batch(prompts=wanted, **(options | blocks))
     finally:
         BATCH_LISTENERS.remove(advance)
-    _print_steps("legnext_batch", result.chains)
-    console.print(f"total points: {result.total_points}", highlight=False)
+    _print_results(result.chains, result.total_points)
 
 
 @app.command()
@@ -384,43 +636,113 @@ def setup(
         str, typer.Option(help="Process work pool to create if missing ('' to skip).")
     ] = "legnext-process",
 ) -> None:
-    """Prepare the current Prefect server: blocks, legnext-account limit, work pool."""
+    """Prepare the Prefect server at PREFECT_API_URL: blocks, legnext-account limit, work pool.
+
+    Refuses to run without PREFECT_API_URL: Prefect would start a temporary server
+    that vanishes when this command exits, taking the work pool with it.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+    from rich.markup import escape
+
+    api_url = str(PREFECT_API_URL.value() or "").strip()
+    if not api_url:
+        raise fail(
+            "no Prefect server configured: PREFECT_API_URL is not set, so setup would prepare "
+            "a temporary server that vanishes when it exits; start one with `prefect server "
+            "start`, then run `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` "
+            "and setup again"
+        )
+    parts = urlsplit(api_url)
+    if parts.username or parts.password:  # never print credentials embedded in the URL
+        netloc = parts.hostname or ""
+        parts = parts._replace(netloc=f"{netloc}:{parts.port}" if parts.port else netloc)
+    shown = urlunsplit(parts)
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+    except (httpx.HTTPError, RuntimeError) as exc:
+        problem = exc
+    if problem is not None:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+        raise fail(
+            escape(
+                f"cannot reach the Prefect server at {shown} ({reason}): start it with "
+                "`prefect server start` or fix PREFECT_API_URL"
+            )
+        )
+    console.print(f"Prefect server: {shown}", highlight=False, soft_wrap=True)
+
     from prefect_legnext.provisioning import (
         ACCOUNT_LIMIT,
         ensure_process_pool,
         register_blocks,
         upsert_account_limit,
     )
-    from prefect_legnext.resolve import ConfigurationError, load_credentials
+    from prefect_legnext.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        ConfigurationError,
+        load_credentials,
+    )
 
     with user_errors():
-        names = register_blocks()
-        console.print(f"registered blocks: {', '.join(names)}", highlight=False)
-        if concurrent_jobs is None:
-            try:
-                concurrent_jobs = load_credentials(credentials_block).concurrent_jobs
-            except ConfigurationError:
-                concurrent_jobs = 6
-        upsert_account_limit(concurrent_jobs)
-        console.print(f"global concurrency limit {ACCOUNT_LIMIT}: {concurrent_jobs} slots")
-        if work_pool:
-            created = ensure_process_pool(work_pool)
-            console.print(f"work pool {work_pool}: {'created' if created else 'exists'}")
+        try:
+            if concurrent_jobs is None:  # before changing anything on the server
+                try:
+                    concurrent_jobs = load_credentials(credentials_block).concurrent_jobs
+                except ConfigurationError:
+                    if credentials_block not in ("", DEFAULT_CREDENTIALS_BLOCK):
+                        raise  # a block named on purpose that does not exist
+                    concurrent_jobs = 6  # nothing saved or configured yet: Legnext's cap
+            names = register_blocks()
+            console.print(f"registered blocks: {', '.join(names)}", highlight=False)
+            upsert_account_limit(concurrent_jobs)
+            console.print(f"global concurrency limit {ACCOUNT_LIMIT}: {concurrent_jobs} slots")
+            if work_pool:
+                created = ensure_process_pool(work_pool)
+                console.print(f"work pool {work_pool}: {'created' if created else 'exists'}")
+        except httpx.HTTPError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise fail(escape(f"the Prefect server at {shown} failed: {reason}")) from None
 
 
 @app.command()
 def demo(
     output_dir: Annotated[str, typer.Option(help="Where the contact sheet goes.")] = "demo-output",
 ) -> None:
-    """Run the whole chain offline: embedded simulator, nothing to configure."""
+    """Run the whole chain: offline (embedded simulator, local S3, nothing to configure)
+    unless LEGNEXT_API_KEY is set, then on Legnext with your bucket."""
     from prefect_legnext.demo import run_demo
+    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
 
-    with user_errors():
-        run_demo(console, output_dir, os.environ)
+    offline = not os.environ.get("LEGNEXT_API_KEY", "").strip()
+    if not offline:
+        check_configuration(DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK)
+    with user_errors(), listening(StepLines(console)):
+        run_demo(console, output_dir, offline)
 
 
 def main() -> None:
-    app()
+    """The ``prefect-legnext`` entry point: a usage mistake is one line too."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            fail(escape(" ".join(exc.format_message().split()) + hint))
+        code = exc.exit_code
+    except typer.Abort:
+        fail("aborted")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

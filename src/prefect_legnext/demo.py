@@ -10,78 +10,118 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from prefect_legnext.flows import ChainResult
+    from prefect_aws import S3Bucket
+
+    from prefect_legnext.flows import ChainResult, StepResult
 
 DEMO_TIME_SCALE = 0.01
 DEMO_PROMPT = "a lighthouse on a cliff at dawn, volumetric light"
 THUMB = 192
 
 
+@dataclass(frozen=True)
+class OfflineServices:
+    """What `offline_environment` started: run the flows with these block names."""
+
+    credentials_block: str
+    storage_block: str
+    bucket: S3Bucket
+    legnext_url: str
+    s3_url: str
+    prefect_home: Path
+    prefect_api_url: str | None
+
+
 @contextmanager
-def offline_environment(time_scale: float = DEMO_TIME_SCALE) -> Iterator[dict[str, str]]:
-    """Simulator, local S3 and an isolated Prefect home, exposed through the environment
-    variables the flows read when no block is saved; everything is undone on exit."""
-    from prefect_legnext.local_s3 import (
-        LOCAL_ACCESS_KEY,
-        LOCAL_REGION,
-        LOCAL_SECRET_KEY,
-        LocalS3Server,
+def offline_environment(time_scale: float = DEMO_TIME_SCALE) -> Iterator[OfflineServices]:
+    """The embedded simulator, a local S3 server and Prefect's temporary server in a
+    temporary home, with a `LegnextCredentials` block and an `S3Bucket` block saved in
+    it under the default names: flows run here exactly as in production, on saved
+    blocks. Nothing is read from or written to the environment (the user's own
+    LEGNEXT_* and AWS_* variables are neither used nor changed); every service and
+    setting is undone on exit.
+
+    Raises:
+        MissingExtraError: the ``demo`` extra is not installed.
+        PrefectServerError: Prefect's temporary server did not start.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_UI_URL,
+        temporary_settings,
     )
+
+    from prefect_legnext.blocks import LegnextCredentials
+    from prefect_legnext.local_s3 import LocalS3Server, require_moto
+    from prefect_legnext.prefect_api import prefect_api
+    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
     from prefect_legnext.simulator import LegnextSimulator
 
-    with (
-        tempfile.TemporaryDirectory(prefix="legnext-demo-") as home,
-        LegnextSimulator(time_scale=time_scale) as sim,
-        LocalS3Server() as s3,
-    ):
+    require_moto()  # before anything starts
+    with ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="legnext-demo-")))
+        sim = stack.enter_context(LegnextSimulator(time_scale=time_scale))
+        s3 = stack.enter_context(LocalS3Server())
         bucket = s3.create_bucket("legnext-demo")
-        settings = {
-            "LEGNEXT_API_KEY": sim.api_key,
-            "LEGNEXT_BASE_URL": sim.base_url,
-            "LEGNEXT_POLL_SCALE": str(time_scale),
-            "LEGNEXT_S3_BUCKET": bucket.bucket_name,
-            "LEGNEXT_S3_ENDPOINT_URL": s3.endpoint_url,
-            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
-            "AWS_DEFAULT_REGION": LOCAL_REGION,
-            "PREFECT_HOME": home,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-        }
-        saved = {name: os.environ.get(name) for name in [*settings, "PREFECT_API_URL"]}
-        os.environ.update(settings)
-        os.environ.pop("PREFECT_API_URL", None)  # Prefect's ephemeral server, not a profile's
-        try:
-            yield settings
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        stack.enter_context(
+            temporary_settings(
+                updates={
+                    PREFECT_HOME: str(home),
+                    PREFECT_SERVER_DATABASE_CONNECTION_URL: (
+                        f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+                    ),
+                    PREFECT_SERVER_EPHEMERAL_ENABLED: True,
+                    PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                },
+                # Prefect's temporary server, never a profile's server or its UI.
+                restore_defaults={PREFECT_API_URL, PREFECT_UI_URL},
+            )
+        )
+        api_url = stack.enter_context(prefect_api())
+        credentials = LegnextCredentials(
+            api_key=sim.api_key, base_url=sim.base_url, poll_scale=time_scale
+        )
+        credentials.save(DEFAULT_CREDENTIALS_BLOCK, overwrite=True)
+        bucket.save(DEFAULT_STORAGE_BLOCK, overwrite=True)
+        yield OfflineServices(
+            credentials_block=DEFAULT_CREDENTIALS_BLOCK,
+            storage_block=DEFAULT_STORAGE_BLOCK,
+            bucket=bucket,
+            legnext_url=sim.base_url,
+            s3_url=s3.endpoint_url,
+            prefect_home=home,
+            prefect_api_url=api_url,
+        )
 
 
 def quiet_logs() -> None:
     """Keep a command's terminal output to its own lines: Prefect's console handler
     shows nothing (a user mistake must not end in a traceback), while run logs still
-    reach the Prefect API and its UI. The environment variable keeps it so when Prefect
-    reconfigures logging, and in the ephemeral server's process."""
+    reach the Prefect API and its UI. Nothing is written to the environment: Prefect
+    configures logging once, when `prefect.main` is first imported (done here first,
+    so that it cannot undo this later), and its temporary server's output goes to a
+    log file of its own (`prefect_api`), where its errors stay readable."""
+    import prefect.main  # noqa: F401 - Prefect configures logging here, once: before us
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
@@ -89,31 +129,31 @@ def quiet_logs() -> None:
                 handler.setLevel(logging.CRITICAL)
 
 
-def run_demo(console: Console, output_dir: str, env: Mapping[str, str]) -> None:
-    """Run the chain and show what it did; offline unless LEGNEXT_API_KEY is set."""
-    offline = not env.get("LEGNEXT_API_KEY")
+def run_demo(console: Console, output_dir: str, offline: bool) -> None:
+    """Run the chain and show what it did: offline (embedded simulator, local S3, saved
+    blocks in a temporary Prefect home) or against Legnext with the default blocks (or
+    LEGNEXT_API_KEY and LEGNEXT_S3_BUCKET)."""
+    from prefect_legnext.prefect_api import prefect_api
+    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
+
     started = time.monotonic()
     where = "the embedded simulator and a local S3 server" if offline else "Legnext"
+    console.print(f"running legnext_chain on {where}", highlight=False)
     quiet_logs()
-    with console.status(f"running generate -> enhance -> inpaint -> retexture on {where}"):
-        if offline:
-            with offline_environment():
-                result, sheet = _run_chain(credentials_block="", storage_block="")
-        else:
-            result, sheet = _run_chain(credentials_block="legnext", storage_block="legnext-outputs")
+    with ExitStack() as stack:
+        with console.status("starting Prefect and the services the demo needs"):
+            if offline:
+                services = stack.enter_context(offline_environment())
+                blocks = (services.credentials_block, services.storage_block)
+            else:
+                stack.enter_context(prefect_api())
+                blocks = (DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK)
+        result, sheet = _run_chain(*blocks)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sheet_path = out / "contact-sheet.png"
     sheet.save(sheet_path)
-    table = Table(title=f"legnext_chain on {where}")
-    for column in ("step", "action", "job id", "points", "seconds", "outputs"):
-        table.add_column(column, no_wrap=True, min_width=36 if column == "job id" else None)
-    for step in result.steps:
-        table.add_row(
-            str(step.index), step.action, step.job_id, str(step.points),
-            f"{step.duration_seconds:.1f}", str(len(step.s3_uris)),
-        )  # fmt: skip
-    console.print(table)
+    console.print(steps_table(result.steps, outputs=True))
     for step in result.steps:
         for uri in step.s3_uris:
             console.print(f"  {uri}", highlight=False, soft_wrap=True)
@@ -122,6 +162,35 @@ def run_demo(console: Console, output_dir: str, env: Mapping[str, str]) -> None:
         f"contact sheet: {sheet_path}  ({time.monotonic() - started:.1f}s in all)",
         highlight=False,
     )
+
+
+def steps_table(
+    steps: list[StepResult], *, outputs: bool = False, chain: int | None = None
+) -> Table:
+    """One row per step, narrow enough for an 80-column terminal: full action names,
+    job ids shortened to their first characters (the full ids are in the sidecars)."""
+    from prefect_legnext.flows import SHORT_ID
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ["step", "action", "job", "points", "seconds"]
+    if chain is not None:
+        columns.insert(0, "chain")
+    if outputs:
+        columns.append("outputs")
+    for column in columns:
+        right = column in ("chain", "step", "points", "seconds", "outputs")
+        table.add_column(column, justify="right" if right else "left", overflow="fold")
+    for step in steps:
+        row = [
+            str(step.index), step.action, step.job_id[:SHORT_ID], str(step.points),
+            f"{step.duration_seconds:.1f}",
+        ]  # fmt: skip
+        if chain is not None:
+            row.insert(0, str(chain))
+        if outputs:
+            row.append(str(len(step.s3_uris)))
+        table.add_row(*row)
+    return table
 
 
 def _run_chain(credentials_block: str, storage_block: str) -> tuple[ChainResult, Image.Image]:

@@ -10,6 +10,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from prefect_legnext.errors import LegnextError
+
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
@@ -17,6 +19,25 @@ if TYPE_CHECKING:
 LOCAL_ACCESS_KEY = "local-access-key"
 LOCAL_SECRET_KEY = "local-secret-key"  # noqa: S105 - a placeholder the local server ignores
 LOCAL_REGION = "us-east-1"
+INSTALL_DEMO = "pip install 'prefect-legnext[demo]'"
+
+
+class MissingExtraError(LegnextError, RuntimeError):
+    """An optional dependency (an extra of the package) is not installed."""
+
+
+def require_moto() -> None:
+    """Check that moto's S3 server can be imported (the ``demo`` extra).
+
+    Raises:
+        MissingExtraError: it cannot, with the command that installs it.
+    """
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            f"the offline mode needs the 'demo' extra (moto's S3 server): {INSTALL_DEMO}"
+        ) from None
 
 
 class LocalS3Server:
@@ -43,12 +64,9 @@ class LocalS3Server:
         self.stop()
 
     def start(self) -> None:
-        try:
-            from moto.server import ThreadedMotoServer
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "the local S3 server needs moto: pip install 'prefect-legnext[demo]'"
-            ) from exc
+        require_moto()
+        from moto.server import ThreadedMotoServer
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
