@@ -9,7 +9,7 @@ of workers, deploy `prefect.yaml` to a work pool instead.
 from prefect import serve
 from prefect.schedules import Cron
 
-from prefect_legnext.flows import legnext_batch, legnext_chain, legnext_pipeline
+from prefect_legnext.orchestration.flows import legnext_batch, legnext_chain, legnext_pipeline
 
 if __name__ == "__main__":
     serve(

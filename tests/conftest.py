@@ -13,9 +13,9 @@ import httpx
 import pytest
 import respx
 
-from prefect_legnext import client as client_module
-from prefect_legnext.client import AsyncLegnextClient, LegnextClient
-from prefect_legnext.retry import RetryPolicy
+from prefect_legnext.core import client as client_module
+from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.retry import RetryPolicy
 
 CLIENT_BASE_URL = "https://api.legnext.test"
 CLIENT_API_KEY = "lgx-test-9f8e7d6c5b4a39281706"

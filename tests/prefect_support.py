@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect_legnext.blocks import LegnextCredentials
+from prefect_legnext.orchestration.blocks import LegnextCredentials
 from prefect_legnext.simulator import LegnextSimulator
 
 

@@ -14,7 +14,7 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 import prefect_legnext
 from prefect_legnext import LegnextClient, LegnextCredentials
-from prefect_legnext.blocks import DOCS_URL
+from prefect_legnext.orchestration.blocks import DOCS_URL
 
 
 class TestLegnextCredentialsBlock(BlockStandardTestSuite):

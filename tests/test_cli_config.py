@@ -10,7 +10,7 @@ import pytest
 from cli_support import cli_env, one_error_line, prefect_database_in, run_cli
 
 KEY = "lgx-cli-config-secret-1234"
-INSTALL = "pip install 'prefect-legnext[demo]'"
+INSTALL = "pip install 'prefect-legnext[simulator]'"
 
 
 def run_unconfigured(tmp_path: Path, *args: str, code: int = 1, **env: str) -> str:
@@ -61,15 +61,31 @@ def test_offline_names_no_blocks(tmp_path: Path) -> None:
     assert line == "--credentials-block cannot be used with --offline (it saves its own blocks)"
 
 
-@pytest.mark.parametrize("command", [["demo"], ["chain", "a tower", "--offline"]])
-def test_offline_without_the_demo_extra(tmp_path: Path, command: list[str]) -> None:
-    """Installed without the ``demo`` extra: moto cannot be imported."""
-    shim = tmp_path / "no-moto"
-    (shim / "moto").mkdir(parents=True)
-    (shim / "moto" / "__init__.py").write_text("raise ImportError('No module named moto')\n")
-    line = run_unconfigured(tmp_path, *command, PYTHONPATH=str(shim))
-    assert INSTALL in line
-    assert "demo" in line
+def _without(tmp_path: Path, module: str) -> str:
+    """A PYTHONPATH entry on which `module` cannot be imported, as when not installed."""
+    shim = tmp_path / f"no-{module}"
+    (shim / module).mkdir(parents=True)
+    (shim / module / "__init__.py").write_text(f"raise ImportError('No module named {module}')\n")
+    return str(shim)
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "what"),
+    [
+        (["demo"], "moto", "the demo"),
+        (["demo"], "PIL", "the demo"),
+        (["chain", "a tower", "--offline"], "moto", "--offline"),
+        (["batch", "a fox", "--offline"], "PIL", "--offline"),
+        (["simulator"], "PIL", "the simulator"),
+    ],
+)
+def test_offline_parts_without_the_simulator_extra(
+    tmp_path: Path, command: list[str], module: str, what: str
+) -> None:
+    """Installed without the ``simulator`` extra: one line naming it, nothing started."""
+    line = run_unconfigured(tmp_path, *command, PYTHONPATH=_without(tmp_path, module))
+    assert line.startswith(f"{what} needs the 'simulator' extra")
+    assert line.endswith(INSTALL)
 
 
 @pytest.mark.parametrize(

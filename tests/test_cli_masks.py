@@ -1,4 +1,4 @@
-"""Inpaint masks from the command line's descriptions (`prefect_legnext.masks`)."""
+"""Inpaint masks from the command line's descriptions (`prefect_legnext.core.masks`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from prefect_legnext.masks import FRAME, mask_from_json, parse_rect, rect_mask, url_mask
-from prefect_legnext.models import Mask, Polygon
-from prefect_legnext.plans import default_mask
+from prefect_legnext.core.masks import FRAME, mask_from_json, parse_rect, rect_mask, url_mask
+from prefect_legnext.core.models import Mask, Polygon
+from prefect_legnext.orchestration.plans import default_mask
 
 
 def test_the_centre_quarter_is_the_flows_default() -> None:

@@ -15,9 +15,9 @@ from rich.console import Console
 
 from cli_support import cli_env, run_cli
 from prefect_legnext import cli
+from prefect_legnext.core.masks import rect_mask
 from prefect_legnext.demo import steps_table
-from prefect_legnext.flows import CLASSIC_STEPS, ChainResult, StepProgress, StepResult
-from prefect_legnext.masks import rect_mask
+from prefect_legnext.orchestration.flows import CLASSIC_STEPS, ChainResult, StepProgress, StepResult
 
 JOB = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 RUN = str(uuid.UUID(int=7))
@@ -119,7 +119,7 @@ def test_chain_command_passes_its_options_to_the_flow(monkeypatch: pytest.Monkey
 
     from typer.testing import CliRunner
 
-    import prefect_legnext.flows as flows
+    import prefect_legnext.orchestration.flows as flows
 
     seen: dict[str, Any] = {}
 

@@ -21,7 +21,8 @@ from prefect.settings import (
 
 from cli_support import cli_env, one_error_line, prefect_database_in, run_cli
 from prefect_legnext import prefect_api
-from prefect_legnext.prefect_api import PrefectServerError, blocks_may_exist, startup_timeout
+from prefect_legnext.orchestration.errors import PrefectServerError
+from prefect_legnext.prefect_api import blocks_may_exist, startup_timeout
 
 
 def test_the_start_up_timeout_is_raised_unless_the_user_set_it(
@@ -34,29 +35,42 @@ def test_the_start_up_timeout_is_raised_unless_the_user_set_it(
 
 
 class FakeServer:
-    def __init__(self, running: bool) -> None:
+    def __init__(self, running: bool, log: Path) -> None:
         self.running = running
-        self._legnext_log = Path(os.devnull)
+        # A throwaway file: the start deletes the logs of failed tries (never os.devnull,
+        # which a test run as root would delete for the whole machine).
+        log.write_text("")
+        self._legnext_log = log
 
 
-def test_a_failed_start_is_retried_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    outcomes = [(FakeServer(False), "no answer within 180 s"), (FakeServer(True), "")]
+def test_a_failed_start_is_retried_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    outcomes = [
+        (FakeServer(False, tmp_path / "1.log"), "no answer within 180 s"),
+        (FakeServer(True, tmp_path / "2.log"), ""),
+    ]
     monkeypatch.setattr(prefect_api, "_start_once", lambda timeout: outcomes.pop(0))
     server: Any = prefect_api.start_temporary_server(180)
     assert server.running and outcomes == []
+    # the failed try's log is removed, the running server's is kept
+    assert not (tmp_path / "1.log").exists() and (tmp_path / "2.log").exists()
 
 
-def test_two_failed_starts_are_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_failed_starts_are_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls: list[int] = []
 
     def fail(timeout: int) -> tuple[FakeServer, str]:
         calls.append(timeout)
-        return FakeServer(False), f"no answer within {timeout} s (raise THE_SETTING)"
+        return FakeServer(
+            False, tmp_path / f"{len(calls)}.log"
+        ), f"no answer within {timeout} s (raise THE_SETTING)"
 
     monkeypatch.setattr(prefect_api, "_start_once", fail)
     with pytest.raises(PrefectServerError) as caught:
         prefect_api.start_temporary_server(180)
     assert calls == [180, 180]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.log"]  # the last one is kept
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("Prefect's temporary server did not start (2 tries): no answer")
@@ -103,8 +117,8 @@ def test_offline_environment_runs_prefect_in_a_temporary_home(tmp_path: Path) ->
     from prefect.server.api.server import SubprocessASGIServer
     from prefect_aws import S3Bucket
 
-    from prefect_legnext.blocks import LegnextCredentials
     from prefect_legnext.demo import offline_environment
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
 
     environment = dict(os.environ)
     settings = get_current_settings()

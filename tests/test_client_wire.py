@@ -27,10 +27,10 @@ from prefect_legnext import (
     ServerError,
     endpoint,
 )
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.errors import api_error_from_body
-from prefect_legnext.responses import AccountInfo, ActiveTasks
-from prefect_legnext.retry import NO_RETRY
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.core.errors import api_error_from_body
+from prefect_legnext.core.responses import AccountInfo, ActiveTasks
+from prefect_legnext.core.retry import NO_RETRY
 
 JOB = "5dd94ec3-7282-4f04-9445-59e850ef1822"
 IMG = "https://img.example.test/cat.png"

@@ -11,7 +11,7 @@ import yaml
 from jsonschema import Draft7Validator, FormatChecker
 
 from prefect_legnext import CREATE_ENDPOINTS, InvalidRequestError, endpoint
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME, CreateEndpoint
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME, CreateEndpoint
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "legnext" / "openapi-complete.yaml"
 if not SPEC_PATH.is_file():

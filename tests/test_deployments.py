@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
-from prefect_legnext import flows
+from prefect_legnext.orchestration import flows
 
 DEPLOYMENTS = Path(__file__).resolve().parents[1] / "deployments"
 

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from prefect_aws import S3Bucket
 
-from prefect_legnext.local_s3 import LocalS3Server
 from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator.s3 import LocalS3Server
 
 pytestmark = pytest.mark.distributed
 
@@ -187,7 +187,7 @@ def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from prefect_legnext.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
 
     sim: LegnextSimulator = legnext_simulator_factory(time_scale=TIME_SCALE, concurrency=6)
     bucket = local_s3_server.create_bucket()
@@ -268,8 +268,8 @@ def test_batch_on_a_dask_cluster_under_the_account_limit(
     from prefect.client.orchestration import get_client
     from prefect_dask import DaskTaskRunner
 
-    from prefect_legnext.flows import legnext_batch
-    from prefect_legnext.provisioning import ACCOUNT_LIMIT, upsert_account_limit
+    from prefect_legnext.orchestration.flows import legnext_batch
+    from prefect_legnext.orchestration.provisioning import ACCOUNT_LIMIT, upsert_account_limit
     from prefect_support import credentials_for
 
     sim = legnext_simulator_factory(time_scale=TIME_SCALE, concurrency=6)

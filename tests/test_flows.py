@@ -13,17 +13,18 @@ import pytest
 from PIL import Image, ImageChops
 from prefect_aws import S3Bucket
 
-from prefect_legnext.flows import (
+from prefect_legnext.orchestration.errors import BudgetExceededError, ChainError
+from prefect_legnext.orchestration.flows import (
     ACCOUNT_LIMIT,
     ChainResult,
     legnext_batch,
     legnext_chain,
     legnext_pipeline,
 )
-from prefect_legnext.local_s3 import LocalS3Server
-from prefect_legnext.plans import BudgetExceededError, ChainError, ChainStep, default_mask
+from prefect_legnext.orchestration.plans import ChainStep, default_mask
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.simulator.images import polygon_mask
+from prefect_legnext.simulator.s3 import LocalS3Server
 from prefect_support import credentials_for
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -338,7 +339,7 @@ def test_what_a_user_sees_while_a_chain_runs(
     )
     from prefect.logging.handlers import APILogWorker
 
-    from prefect_legnext.flows import STEP_LISTENERS, StepProgress
+    from prefect_legnext.orchestration.flows import STEP_LISTENERS, StepProgress
 
     sim, bucket, names = blocks
     seen: list[StepProgress] = []
@@ -403,7 +404,7 @@ def test_what_a_user_sees_while_a_chain_runs(
 def test_a_misspelt_credentials_block_is_an_error_even_with_a_key_in_the_environment(
     blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prefect_legnext.resolve import ConfigurationError
+    from prefect_legnext.orchestration.errors import ConfigurationError
 
     sim, _, names = blocks
     monkeypatch.setenv("LEGNEXT_API_KEY", sim.api_key)

@@ -12,7 +12,8 @@ import pytest
 from prefect_aws import S3Bucket
 
 from prefect_legnext import Job, OutcomeUnknownError
-from prefect_legnext.ledger import (
+from prefect_legnext.core.models import DiffusionRequest
+from prefect_legnext.orchestration.ledger import (
     JobLedger,
     LedgerRecord,
     LocalLedger,
@@ -20,7 +21,6 @@ from prefect_legnext.ledger import (
     reconcile,
     submit_once,
 )
-from prefect_legnext.models import DiffusionRequest
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.testing import legnext_client_for
 
@@ -120,8 +120,8 @@ def test_a_stale_submitting_record_is_reconciled_not_waited_for(
     sim = legnext_simulator_factory(time_scale=0.05)
     request = DiffusionRequest(text="the worker died")
     with legnext_client_for(sim) as client:
-        from prefect_legnext.endpoints import endpoint
-        from prefect_legnext.ledger import body_sha256
+        from prefect_legnext.core.endpoints import endpoint
+        from prefect_legnext.orchestration.ledger import body_sha256
 
         long_ago = datetime.now(UTC) - timedelta(minutes=1, seconds=5)
         ledger.put(

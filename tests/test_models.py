@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic.alias_generators import to_camel, to_snake
 
 from prefect_legnext import CREATE_ENDPOINTS, InvalidRequestError, endpoint
-from prefect_legnext.models import PROMPT_MAX, URL_MAX, InpaintRequest, Mask, Polygon
+from prefect_legnext.core.models import PROMPT_MAX, URL_MAX, InpaintRequest, Mask, Polygon
 
 JOB = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 IMG = "https://img.example.test/cat.png"

@@ -141,3 +141,22 @@ def test_changelog_has_an_unreleased_section_and_the_current_version() -> None:
     headings = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
     assert headings[0] == "Unreleased"
     assert PYPROJECT["project"]["version"] in headings
+
+
+def test_a_production_install_leaves_the_offline_parts_to_the_simulator_extra(
+    wheel: zipfile.ZipFile,
+) -> None:
+    _, fields = _metadata(wheel)
+    required: set[str] = set()
+    by_extra: dict[str, set[str]] = {}
+    for requirement in fields["Requires-Dist"]:
+        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+        extra = re.search(r"extra\s*==\s*['\"]([\w-]+)['\"]", requirement)
+        if extra:
+            by_extra.setdefault(extra.group(1), set()).add(name)
+        else:
+            required.add(name)
+    assert {"prefect", "prefect-aws", "httpx", "pydantic", "boto3"} <= required
+    assert not required & {"pillow", "moto", "uvicorn"}, required
+    assert {"pillow", "moto"} <= by_extra["simulator"]
+    assert "simulator" in fields["Provides-Extra"]

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from prefect_legnext.flows import PointBudget, chain_label
-from prefect_legnext.models import DiffusionRequest, InpaintRequest, Mask, RetextureRequest
-from prefect_legnext.plans import (
+from prefect_legnext.core.models import DiffusionRequest, InpaintRequest, Mask, RetextureRequest
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.errors import BudgetExceededError, ChainError
+from prefect_legnext.orchestration.flows import PointBudget, chain_label
+from prefect_legnext.orchestration.plans import (
     PLACEHOLDER_JOB_ID,
-    BudgetExceededError,
-    ChainError,
     ChainStep,
     PlannedStep,
     build_request,
@@ -25,7 +25,6 @@ from prefect_legnext.plans import (
     plan_chain,
     with_draft_flags,
 )
-from prefect_legnext.responses import Job
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "legnext" / "seeds"
 PARENT_ID = "72e20f1a-6c76-4ec5-bda2-490016056fa8"

@@ -17,7 +17,7 @@ from prefect_legnext import (
     JobTimeoutError,
     PollPolicy,
 )
-from prefect_legnext.polling import DEFAULT_TYPICAL_SECONDS
+from prefect_legnext.core.polling import DEFAULT_TYPICAL_SECONDS
 
 JOB = "7a1c3e5f-2b4d-4c6e-8f0a-1b2c3d4e5f60"
 JOB_PATH = f"/api/v1/job/{JOB}"

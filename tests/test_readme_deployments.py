@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from prefect_aws import S3Bucket
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.local_s3 import LocalS3Server
-from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
 from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator.s3 import LocalS3Server
 from test_distributed import BIN, ROOT, Processes, _free_port, _stored_outputs, wait_for_api
 
 README = ROOT / "README.md"

@@ -1,4 +1,4 @@
-"""Every request rule of `prefect_legnext.models`, each tested on both sides.
+"""Every request rule of `prefect_legnext.core.models`, each tested on both sides.
 
 One row per case: the rule's id (as listed in ``docs/request-rules.md``), the endpoint,
 the request, and for a refusal the field it must name and a recognisable part of its

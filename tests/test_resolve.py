@@ -9,15 +9,15 @@ import uuid
 import pytest
 from prefect_aws import S3Bucket
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.local_s3 import LocalS3Server
-from prefect_legnext.resolve import (
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.errors import ConfigurationError
+from prefect_legnext.orchestration.resolve import (
     DEFAULT_CREDENTIALS_BLOCK,
     DEFAULT_STORAGE_BLOCK,
-    ConfigurationError,
     resolve_bucket,
     resolve_credentials,
 )
+from prefect_legnext.simulator.s3 import LocalS3Server
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 ENV_KEY = "env-key-9f2c"

@@ -23,7 +23,7 @@ from prefect_legnext import (
     ServerError,
     TransportError,
 )
-from prefect_legnext.retry import NO_RETRY, is_retryable, retry_after_seconds
+from prefect_legnext.core.retry import NO_RETRY, is_retryable, retry_after_seconds
 
 JOB = "9b2f6c1e-3d4a-4f5b-8c7d-0e1f2a3b4c5d"
 HOOK = "https://hooks.example.test/legnext"
@@ -299,7 +299,7 @@ def test_each_retry_is_logged(
     api.get(JOB_PATH).mock(return_value=problem(503))
     with pytest.raises(ServerError):
         legnext.with_options({"retry": POLICY}, "get_job", JOB)
-    retries = [r for r in caplog.records if r.name == "prefect_legnext.client"]
+    retries = [r for r in caplog.records if r.name == "prefect_legnext.core.client"]
     assert len(retries) == POLICY.max_attempts - 1
     assert all("ServerError" in r.getMessage() for r in retries)
 

@@ -27,7 +27,7 @@ from prefect_legnext import (
     ServerError,
     TransportError,
 )
-from prefect_legnext.retry import NO_RETRY
+from prefect_legnext.core.retry import NO_RETRY
 
 JOB = "1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b"
 LOGGERS = ("httpx", "httpcore", "prefect_legnext")

@@ -30,8 +30,8 @@ from prefect_legnext import (
     RetryPolicy,
     ServerError,
 )
-from prefect_legnext.endpoints import CREATE_ENDPOINTS
-from prefect_legnext.models import Mask, Polygon
+from prefect_legnext.core.endpoints import CREATE_ENDPOINTS
+from prefect_legnext.core.models import Mask, Polygon
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.simulator.images import BLOCK, polygon_mask
 from prefect_legnext.testing import async_legnext_client_for, legnext_client_for

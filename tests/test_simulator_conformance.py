@@ -9,7 +9,7 @@ between), against cases derived from the vendor's own texts in ``/work/shared``:
 2. bad keys, unknown jobs, moderation, missing points and non-JSON bodies answer with
    the status and body shape API.md assigns them;
 3. the vendor's sample task objects and the simulator's agree key by key, and both
-   parse with `prefect_legnext.responses.Job`.
+   parse with `prefect_legnext.core.responses.Job`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint, ParentKind, endpoint
-from prefect_legnext.responses import Job, JobStatus
+from prefect_legnext.core.endpoints import CREATE_ENDPOINTS, CreateEndpoint, ParentKind, endpoint
+from prefect_legnext.core.responses import Job, JobStatus
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.testing import legnext_client_for
 

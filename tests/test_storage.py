@@ -22,18 +22,16 @@ import httpx
 import pytest
 from prefect_aws import S3Bucket
 
-from prefect_legnext.local_s3 import LocalS3Server
-from prefect_legnext.responses import Job
-from prefect_legnext.simulator import LegnextSimulator
-from prefect_legnext.storage import (
-    PART_BYTES,
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.errors import (
     BucketNotFoundError,
     OutputExpiredError,
     StorageAccessError,
     StorageError,
-    persist_job,
-    presigned_url,
 )
+from prefect_legnext.orchestration.storage import PART_BYTES, persist_job, presigned_url
+from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator.s3 import LocalS3Server
 from prefect_legnext.testing import legnext_client_for
 
 VIDEO_BYTES = 48 * 1024 * 1024

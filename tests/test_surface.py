@@ -18,9 +18,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import annotated_types
 import pytest
 
-from prefect_legnext import AsyncLegnextClient, Job, LegnextClient, codegen, models
-from prefect_legnext import tasks as legnext_tasks
-from prefect_legnext.endpoints import (
+from prefect_legnext import AsyncLegnextClient, Job, LegnextClient, codegen
+from prefect_legnext.core import models
+from prefect_legnext.core.endpoints import (
     CREATE_ENDPOINTS,
     PER_IMAGE_ACTIONS,
     PROMPT_FIELDS,
@@ -28,6 +28,7 @@ from prefect_legnext.endpoints import (
     CreateEndpoint,
     ParentKind,
 )
+from prefect_legnext.orchestration import tasks as legnext_tasks
 
 CONTROL_DEFAULTS = {"idempotency_key": None, "ledger": None, "on_unknown": "raise"}
 KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
@@ -138,7 +139,10 @@ def test_each_endpoint_has_a_task_pair_taking_the_request_fields(
 
 def test_the_generated_tasks_import_on_their_own() -> None:
     # Task functions pickle by reference to their module: it must import first, alone.
-    code = "import prefect_legnext._generated_tasks as g; print(g.submit_diffusion.aio.name)"
+    code = (
+        "import prefect_legnext.orchestration._generated_tasks as g;"
+        " print(g.submit_diffusion.aio.name)"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
@@ -187,7 +191,7 @@ def test_prompt_fields_name_every_prompt_and_no_request_has_two() -> None:
 
 MISSPELT = """\
 from prefect_legnext import LegnextClient
-from prefect_legnext.tasks import submit_difusion
+from prefect_legnext.orchestration.tasks import submit_difusion
 
 
 def generate(client: LegnextClient) -> None:
@@ -199,9 +203,9 @@ CORRECT = """\
 from prefect import flow
 
 from prefect_legnext import AsyncLegnextClient, Job, LegnextClient
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.models import Mask, UpscaleType
-from prefect_legnext.tasks import asubmit_diffusion, submit_diffusion
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.core.models import Mask, UpscaleType
+from prefect_legnext.orchestration.tasks import asubmit_diffusion, submit_diffusion
 
 
 def upscale_first(client: LegnextClient) -> Job:
@@ -241,7 +245,7 @@ def test_mypy_reports_a_misspelt_method_keyword_and_task(
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
     assert not [e for e in errors if e.startswith("correct.py")], report
     expected = {
-        2: 'Module "prefect_legnext.tasks" has no attribute "submit_difusion"',
+        2: 'Module "prefect_legnext.orchestration.tasks" has no attribute "submit_difusion"',
         6: '"LegnextClient" has no attribute "difusion"',
         7: 'Unexpected keyword argument "txt"',
     }

@@ -24,20 +24,19 @@ from prefect_legnext import (
     OutcomeUnknownError,
     TransportError,
 )
-from prefect_legnext import tasks as legnext_tasks
-from prefect_legnext.endpoints import CREATE_ENDPOINTS
-from prefect_legnext.ledger import (
+from prefect_legnext.core.endpoints import CREATE_ENDPOINTS
+from prefect_legnext.core.models import DiffusionRequest
+from prefect_legnext.core.retry import NO_RETRY
+from prefect_legnext.orchestration import tasks as legnext_tasks
+from prefect_legnext.orchestration.ledger import (
     IN_PROGRESS_GRACE_SECONDS,
     LedgerRecord,
     LocalLedger,
     S3Ledger,
     body_sha256,
 )
-from prefect_legnext.models import DiffusionRequest
-from prefect_legnext.retry import NO_RETRY
-from prefect_legnext.simulator import LegnextSimulator
-from prefect_legnext.storage import PersistedJob
-from prefect_legnext.tasks import (
+from prefect_legnext.orchestration.storage import PersistedJob
+from prefect_legnext.orchestration.tasks import (
     ENDPOINT_TASKS,
     get_balance,
     persist_outputs,
@@ -45,6 +44,7 @@ from prefect_legnext.tasks import (
     submit_task_for,
     wait_for_job,
 )
+from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.testing import legnext_client_for
 from prefect_support import credentials_for
 
@@ -294,7 +294,7 @@ def test_worker_death_between_post_and_record_is_reconciled(
     # What a worker leaves when it dies after its POST went out: the write-ahead record,
     # older than the grace given to a submit that may still be in progress elsewhere.
     now = datetime.now(UTC) - timedelta(seconds=IN_PROGRESS_GRACE_SECONDS + 1)
-    from prefect_legnext.endpoints import endpoint
+    from prefect_legnext.core.endpoints import endpoint
 
     ledger.put(
         LedgerRecord(key="crash-1", endpoint="diffusion", task_type="diffusion",
@@ -361,7 +361,7 @@ def test_a_retry_after_beyond_the_clients_backoff_holds_the_task_as_long_as_aske
 ) -> None:
     from types import SimpleNamespace
 
-    from prefect_legnext.errors import RateLimitedError
+    from prefect_legnext.core.errors import RateLimitedError
     from prefect_legnext.simulator.config import Faults
 
     # Retry-After 45 s: above the client's longest backoff (30 s), so the client must not
@@ -390,7 +390,7 @@ def test_a_failed_job_is_reported_with_no_points_spent(
     from prefect.client.orchestration import get_client
     from prefect.events.worker import EventsWorker
 
-    from prefect_legnext.errors import JobFailedError
+    from prefect_legnext.core.errors import JobFailedError
     from prefect_legnext.simulator.config import Faults
 
     sim = legnext_simulator_factory(time_scale=0.002, faults={"*": Faults(job_failure_rate=1.0)})

@@ -1,16 +1,25 @@
 """prefect-legnext: run Legnext (Midjourney) image pipelines with Prefect 3.
 
-The client floor (`LegnextClient`, models, errors) imports no Prefect, so it can be
-used alone; `LegnextCredentials` loads Prefect on first use.
+Floors, each importing only those below it (docs/architecture.md):
+`prefect_legnext.core` (the Legnext client, models, errors; no Prefect),
+`prefect_legnext.orchestration` (blocks, tasks, ledger, storage, flows),
+`prefect_legnext.simulator` (the offline Legnext and S3 servers, on the core only),
+and the command line on top. Importing this package loads no Prefect:
+`LegnextCredentials` loads it on first use.
 """
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 from typing import TYPE_CHECKING, Any
 
-from prefect_legnext.client import AsyncLegnextClient, LegnextClient
-from prefect_legnext.endpoints import CREATE_ENDPOINTS, QUERY_ENDPOINTS, CreateEndpoint, endpoint
-from prefect_legnext.errors import (
+from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.endpoints import (
+    CREATE_ENDPOINTS,
+    QUERY_ENDPOINTS,
+    CreateEndpoint,
+    endpoint,
+)
+from prefect_legnext.core.errors import (
     AuthenticationError,
     BadRequestError,
     ContentRejectedError,
@@ -21,15 +30,28 @@ from prefect_legnext.errors import (
     JobTimeoutError,
     LegnextAPIError,
     LegnextError,
+    MissingExtraError,
     NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
-from prefect_legnext.polling import PollPolicy
-from prefect_legnext.responses import Balance, Job, JobStatus
-from prefect_legnext.retry import RetryPolicy
+from prefect_legnext.core.polling import PollPolicy
+from prefect_legnext.core.responses import Balance, Job, JobStatus
+from prefect_legnext.core.retry import RetryPolicy
+from prefect_legnext.orchestration.errors import (
+    BucketNotFoundError,
+    BudgetExceededError,
+    ChainError,
+    ConfigurationError,
+    DownloadError,
+    OutputExpiredError,
+    PrefectServerError,
+    StorageAccessError,
+    StorageError,
+    StorageUnavailableError,
+)
 
 __all__ = [
     "CREATE_ENDPOINTS",
@@ -38,8 +60,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Balance",
+    "BucketNotFoundError",
+    "BudgetExceededError",
+    "ChainError",
+    "ConfigurationError",
     "ContentRejectedError",
     "CreateEndpoint",
+    "DownloadError",
     "InsufficientPointsError",
     "InvalidRequestError",
     "Job",
@@ -51,12 +78,18 @@ __all__ = [
     "LegnextClient",
     "LegnextCredentials",
     "LegnextError",
+    "MissingExtraError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "OutputExpiredError",
     "PollPolicy",
+    "PrefectServerError",
     "RateLimitedError",
     "RetryPolicy",
     "ServerError",
+    "StorageAccessError",
+    "StorageError",
+    "StorageUnavailableError",
     "TransportError",
     "__version__",
     "endpoint",
@@ -86,12 +119,12 @@ except PackageNotFoundError:
 it is also the version of the ``LegnextCredentials`` schema a server registers."""
 
 if TYPE_CHECKING:
-    from prefect_legnext.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
 
 
 def __getattr__(name: str) -> Any:
     if name == "LegnextCredentials":
-        from prefect_legnext.blocks import LegnextCredentials
+        from prefect_legnext.orchestration.blocks import LegnextCredentials
 
         return LegnextCredentials
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

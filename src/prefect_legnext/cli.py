@@ -22,13 +22,14 @@ from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from prefect_legnext.client import DEFAULT_BASE_URL, LegnextClient
-from prefect_legnext.endpoints import problems_of
-from prefect_legnext.errors import LegnextError
+from prefect_legnext.core.client import DEFAULT_BASE_URL, LegnextClient
+from prefect_legnext.core.endpoints import problems_of
+from prefect_legnext.core.errors import LegnextError
+from prefect_legnext.extras import require_simulator
 
 if TYPE_CHECKING:
-    from prefect_legnext.flows import StepProgress
-    from prefect_legnext.models import Mask
+    from prefect_legnext.core.models import Mask
+    from prefect_legnext.orchestration.flows import StepProgress
 
 app = typer.Typer(
     name="prefect-legnext",
@@ -166,9 +167,10 @@ def simulator(
     ] = None,
 ) -> None:
     """Run the offline Legnext simulator in the foreground until Ctrl-C."""
-    from prefect_legnext.simulator import SimulatorConfig, serve
-
     with user_errors():
+        require_simulator("the simulator")
+        from prefect_legnext.simulator import SimulatorConfig, serve
+
         config = SimulatorConfig(
             api_key=SecretStr(api_key),
             time_scale=time_scale,
@@ -279,7 +281,7 @@ OfflineOption = Annotated[
     bool,
     typer.Option(
         help="Run on the embedded simulator and a local S3 server, with blocks saved "
-        "in a temporary Prefect home (needs the demo extra)."
+        "in a temporary Prefect home (needs the simulator extra)."
     ),
 ]
 
@@ -297,7 +299,7 @@ def parse_steps(text: str) -> list[str]:
 def parse_mask(rect: str | None, url: str | None, file: Path | None) -> Mask | None:
     """The inpaint mask of ``--mask-rect``, ``--mask-url`` or ``--mask-file`` (at most
     one); None for the flow's default. A bad value is one line naming its option."""
-    from prefect_legnext.masks import mask_from_json, parse_rect, url_mask
+    from prefect_legnext.core.masks import mask_from_json, parse_rect, url_mask
 
     given = [
         name
@@ -338,7 +340,10 @@ def _chain_options(
 ) -> dict[str, Any]:
     """The flow's parameters, each checked here (one line per mistake) before anything
     slow starts; without --offline, the blocks or environment they need too."""
-    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
+    from prefect_legnext.orchestration.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        DEFAULT_STORAGE_BLOCK,
+    )
 
     options: dict[str, Any] = {
         "steps": parse_steps(steps),
@@ -365,6 +370,8 @@ def _chain_options(
         ]
         if named:
             raise fail(f"{named[0]} cannot be used with --offline (it saves its own blocks)")
+        with user_errors():
+            require_simulator("--offline")
     else:
         check_configuration(credentials_block, storage_block)
     return options
@@ -375,13 +382,13 @@ def check_configuration(credentials_block: str, storage_block: str) -> None:
     credentials or bucket: with no PREFECT_API_URL and no local Prefect database, no
     block is saved anywhere, so only the environment can stand in for the default
     block names (a block named on purpose cannot exist)."""
-    from prefect_legnext.prefect_api import blocks_may_exist
-    from prefect_legnext.resolve import (
+    from prefect_legnext.orchestration.resolve import (
         DEFAULT_CREDENTIALS_BLOCK,
         DEFAULT_STORAGE_BLOCK,
         ENV_API_KEY,
         ENV_BUCKET,
     )
+    from prefect_legnext.prefect_api import blocks_may_exist
 
     if blocks_may_exist():
         return  # the server decides, when the flow starts
@@ -472,7 +479,7 @@ class StepLines:
         self._lock = threading.Lock()
 
     def __call__(self, event: StepProgress) -> None:
-        from prefect_legnext.flows import SHORT_ID
+        from prefect_legnext.orchestration.flows import SHORT_ID
 
         with self._lock:
             if event.flow_run_id not in self._runs:
@@ -509,7 +516,7 @@ def flow_run_url(flow_run_id: str) -> str | None:
 @contextmanager
 def listening(listener: Callable[[StepProgress], None]) -> Iterator[None]:
     """`listener` hears every step event of the flows run in this block."""
-    from prefect_legnext.flows import STEP_LISTENERS
+    from prefect_legnext.orchestration.flows import STEP_LISTENERS
 
     STEP_LISTENERS.append(listener)
     try:
@@ -557,7 +564,7 @@ def chain(
         max_points, max_wait_seconds, offline,
     )  # fmt: skip
     with _flow_environment(offline) as blocks, listening(StepLines(console)):
-        from prefect_legnext.flows import legnext_chain
+        from prefect_legnext.orchestration.flows import legnext_chain
 
         result = legnext_chain(prompt=prompt, **(options | blocks))
     _print_results([result], result.total_points)
@@ -610,7 +617,7 @@ def batch(
     def advance(done: int, total: int) -> None:
         progress.update(bar, completed=done, total=total)
 
-    from prefect_legnext.flows import BATCH_LISTENERS, chain_label, legnext_batch
+    from prefect_legnext.orchestration.flows import BATCH_LISTENERS, chain_label, legnext_batch
 
     numbers: dict[str, int] = {}
     for number, prompt in enumerate(wanted, start=1):
@@ -678,17 +685,14 @@ def setup(
         )
     console.print(f"Prefect server: {shown}", highlight=False, soft_wrap=True)
 
-    from prefect_legnext.provisioning import (
+    from prefect_legnext.orchestration.errors import ConfigurationError
+    from prefect_legnext.orchestration.provisioning import (
         ACCOUNT_LIMIT,
         ensure_process_pool,
         register_blocks,
         upsert_account_limit,
     )
-    from prefect_legnext.resolve import (
-        DEFAULT_CREDENTIALS_BLOCK,
-        ConfigurationError,
-        load_credentials,
-    )
+    from prefect_legnext.orchestration.resolve import DEFAULT_CREDENTIALS_BLOCK, load_credentials
 
     with user_errors():
         try:
@@ -718,9 +722,14 @@ def demo(
     """Run the whole chain: offline (embedded simulator, local S3, nothing to configure)
     unless LEGNEXT_API_KEY is set, then on Legnext with your bucket."""
     from prefect_legnext.demo import run_demo
-    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
+    from prefect_legnext.orchestration.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        DEFAULT_STORAGE_BLOCK,
+    )
 
     offline = not os.environ.get("LEGNEXT_API_KEY", "").strip()
+    with user_errors():
+        require_simulator("the demo")  # its contact sheet needs Pillow, offline or not
     if not offline:
         check_configuration(DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK)
     with user_errors(), listening(StepLines(console)):

@@ -33,12 +33,12 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from prefect_legnext import models
-from prefect_legnext.endpoints import CREATE_ENDPOINTS, CreateEndpoint
+from prefect_legnext.core import models
+from prefect_legnext.core.endpoints import CREATE_ENDPOINTS, CreateEndpoint
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CLIENT_MODULE = PACKAGE_DIR / "_generated_client.py"
-TASKS_MODULE = PACKAGE_DIR / "_generated_tasks.py"
+CLIENT_MODULE = PACKAGE_DIR / "core" / "_generated_client.py"
+TASKS_MODULE = PACKAGE_DIR / "orchestration" / "_generated_tasks.py"
 LINE_LENGTH = 100
 GENERATED_NOTICE = (
     "Generated from `endpoints.CREATE_ENDPOINTS` by ``python -m prefect_legnext.codegen``\n"
@@ -143,7 +143,7 @@ _BUILTINS: dict[Any, str] = {
 
 
 class _Names:
-    """The names of `prefect_legnext.models` that rendered annotations use."""
+    """The names of `prefect_legnext.core.models` that rendered annotations use."""
 
     def __init__(self) -> None:
         self.models: set[str] = {"LegnextRequest"}  # the parameter of `create`/`_submit`
@@ -303,9 +303,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 {literal}
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.models import {model_names}
-from prefect_legnext.responses import Job
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.core.models import {model_names}
+from prefect_legnext.core.responses import Job
 
 
 class _SyncEndpoints(ABC):
@@ -394,12 +394,12 @@ def render_tasks(endpoints: Sequence[CreateEndpoint] = CREATE_ENDPOINTS) -> str:
     )
     return f'''"""The Prefect tasks of the create endpoints: ``submit_<endpoint>`` and
 ``asubmit_<endpoint>`` for each endpoint of the table, re-exported by
-`prefect_legnext.tasks` (import them from there).
+`prefect_legnext.orchestration.tasks` (import them from there).
 
 Each validates its keyword arguments into the endpoint's request model (before any
-paid call) and hands the request to `prefect_legnext.tasks._submit`, which submits it
-at most once per idempotency key. This module imports nothing of `prefect_legnext.tasks`
-(which imports it) but at call time, so either can be imported first.
+paid call) and hands the request to `tasks._submit`, which submits it at most once per
+idempotency key. This module imports nothing of `tasks` (which imports it) but at call
+time, so either can be imported first.
 
 {GENERATED_NOTICE}
 """
@@ -412,15 +412,15 @@ from prefect import task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.ledger import OnUnknown
-from prefect_legnext.models import {model_names}
-from prefect_legnext.responses import Job
-from prefect_legnext.task_options import SUBMIT_OPTIONS
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.orchestration.ledger import OnUnknown
+from prefect_legnext.core.models import {model_names}
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.task_options import SUBMIT_OPTIONS
 
 if TYPE_CHECKING:
-    from prefect_legnext.tasks import LedgerArg
+    from prefect_legnext.orchestration.tasks import LedgerArg
 
 
 def _submit(
@@ -430,8 +430,8 @@ def _submit(
     ledger: LedgerArg,
     on_unknown: OnUnknown,
 ) -> Job:
-    """Submit once, through the ledger: `prefect_legnext.tasks._submit`."""
-    from prefect_legnext import tasks
+    """Submit once, through the ledger: `prefect_legnext.orchestration.tasks._submit`."""
+    from prefect_legnext.orchestration import tasks
 
     return tasks._submit(credentials, request, idempotency_key, ledger, on_unknown)
 

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from prefect_legnext.extras import require_simulator
+
 if TYPE_CHECKING:
+    from PIL import Image
     from prefect_aws import S3Bucket
 
-    from prefect_legnext.flows import ChainResult, StepResult
+    from prefect_legnext.orchestration.flows import ChainResult, StepResult
 
 DEMO_TIME_SCALE = 0.01
 DEMO_PROMPT = "a lighthouse on a cliff at dawn, volumetric light"
@@ -56,7 +58,7 @@ def offline_environment(time_scale: float = DEMO_TIME_SCALE) -> Iterator[Offline
     setting is undone on exit.
 
     Raises:
-        MissingExtraError: the ``demo`` extra is not installed.
+        MissingExtraError: the ``simulator`` extra is not installed.
         PrefectServerError: Prefect's temporary server did not start.
     """
     from prefect.settings import (
@@ -69,15 +71,20 @@ def offline_environment(time_scale: float = DEMO_TIME_SCALE) -> Iterator[Offline
         temporary_settings,
     )
 
-    from prefect_legnext.blocks import LegnextCredentials
-    from prefect_legnext.local_s3 import LocalS3Server, require_moto
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        DEFAULT_STORAGE_BLOCK,
+    )
     from prefect_legnext.prefect_api import prefect_api
-    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
-    from prefect_legnext.simulator import LegnextSimulator
 
-    require_moto()  # before anything starts
+    require_simulator("the offline mode")  # before anything is imported or started
+    from prefect_legnext.simulator.s3 import LocalS3Server
+
     with ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="legnext-demo-")))
+        from prefect_legnext.simulator import LegnextSimulator
+
         sim = stack.enter_context(LegnextSimulator(time_scale=time_scale))
         s3 = stack.enter_context(LocalS3Server())
         bucket = s3.create_bucket("legnext-demo")
@@ -133,8 +140,11 @@ def run_demo(console: Console, output_dir: str, offline: bool) -> None:
     """Run the chain and show what it did: offline (embedded simulator, local S3, saved
     blocks in a temporary Prefect home) or against Legnext with the default blocks (or
     LEGNEXT_API_KEY and LEGNEXT_S3_BUCKET)."""
+    from prefect_legnext.orchestration.resolve import (
+        DEFAULT_CREDENTIALS_BLOCK,
+        DEFAULT_STORAGE_BLOCK,
+    )
     from prefect_legnext.prefect_api import prefect_api
-    from prefect_legnext.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
 
     started = time.monotonic()
     where = "the embedded simulator and a local S3 server" if offline else "Legnext"
@@ -169,7 +179,7 @@ def steps_table(
 ) -> Table:
     """One row per step, narrow enough for an 80-column terminal: full action names,
     job ids shortened to their first characters (the full ids are in the sidecars)."""
-    from prefect_legnext.flows import SHORT_ID
+    from prefect_legnext.orchestration.flows import SHORT_ID
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ["step", "action", "job", "points", "seconds"]
@@ -194,8 +204,10 @@ def steps_table(
 
 
 def _run_chain(credentials_block: str, storage_block: str) -> tuple[ChainResult, Image.Image]:
-    from prefect_legnext.flows import legnext_chain
-    from prefect_legnext.resolve import load_bucket
+    from PIL import Image
+
+    from prefect_legnext.orchestration.flows import legnext_chain
+    from prefect_legnext.orchestration.resolve import load_bucket
 
     result: ChainResult = legnext_chain(
         prompt=DEMO_PROMPT, credentials_block=credentials_block, storage_block=storage_block
@@ -214,6 +226,8 @@ def _run_chain(credentials_block: str, storage_block: str) -> tuple[ChainResult,
 
 def contact_sheet(rows: list[list[Image.Image]], labels: list[str]) -> Image.Image:
     """One row of thumbnails per step, labelled."""
+    from PIL import Image, ImageDraw
+
     columns = max(len(row) for row in rows)
     sheet = Image.new("RGB", (columns * THUMB, len(rows) * THUMB), "white")
     draw = ImageDraw.Draw(sheet)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from prefect_legnext.errors import LegnextError
+from prefect_legnext.orchestration.errors import PrefectServerError
 
 if TYPE_CHECKING:
     from prefect.server.api.server import SubprocessASGIServer
@@ -39,10 +39,6 @@ PORT_RETRIES = 3  # uvicorn exits with 3 when its port was taken (or its start-u
 TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PORT_TAKEN = "error while attempting to bind"  # uvicorn's words when the port is in use
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
-
-
-class PrefectServerError(LegnextError):
-    """Prefect's temporary server did not start."""
 
 
 def startup_timeout(settings: Settings | None = None) -> int:

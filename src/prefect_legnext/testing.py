@@ -22,17 +22,17 @@ import pytest
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
-    from prefect_legnext.client import AsyncLegnextClient, LegnextClient
-    from prefect_legnext.local_s3 import LocalS3Server
+    from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
     from prefect_legnext.simulator import LegnextSimulator
+    from prefect_legnext.simulator.s3 import LocalS3Server
 
 TEST_TIME_SCALE = 0.001
 
 
 def legnext_client_for(sim: LegnextSimulator, **options: Any) -> LegnextClient:
     """A sync client pointed at `sim`, polling on the simulator's clock."""
-    from prefect_legnext.client import LegnextClient
-    from prefect_legnext.polling import PollPolicy
+    from prefect_legnext.core.client import LegnextClient
+    from prefect_legnext.core.polling import PollPolicy
 
     options.setdefault("poll", PollPolicy(scale=sim.config.time_scale))
     return LegnextClient(sim.api_key, base_url=sim.base_url, **options)
@@ -40,8 +40,8 @@ def legnext_client_for(sim: LegnextSimulator, **options: Any) -> LegnextClient:
 
 def async_legnext_client_for(sim: LegnextSimulator, **options: Any) -> AsyncLegnextClient:
     """An async client pointed at `sim`, polling on the simulator's clock."""
-    from prefect_legnext.client import AsyncLegnextClient
-    from prefect_legnext.polling import PollPolicy
+    from prefect_legnext.core.client import AsyncLegnextClient
+    from prefect_legnext.core.polling import PollPolicy
 
     options.setdefault("poll", PollPolicy(scale=sim.config.time_scale))
     return AsyncLegnextClient(sim.api_key, base_url=sim.base_url, **options)
@@ -78,9 +78,9 @@ def legnext_simulator(
 
 @pytest.fixture(scope="session")
 def local_s3_server() -> Iterator[LocalS3Server]:
-    """moto's S3 server on loopback for the whole session (needs the ``demo`` extra)."""
+    """moto's S3 server on loopback for the whole session (needs the ``simulator`` extra)."""
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    from prefect_legnext.local_s3 import LocalS3Server
+    from prefect_legnext.simulator.s3 import LocalS3Server
 
     with LocalS3Server() as server:
         yield server

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from prefect_legnext.endpoints import (
+from prefect_legnext.core.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
     BALANCE,

@@ -25,16 +25,16 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from prefect_legnext import models as m
-from prefect_legnext.endpoints import (
+from prefect_legnext.core import models as m
+from prefect_legnext.core.endpoints import (
     PER_IMAGE_ACTIONS,
     VENDOR_ACTION_KEYS,
     CreateEndpoint,
     OutputKind,
     ParentKind,
 )
-from prefect_legnext.errors import InvalidRequestError
-from prefect_legnext.responses import JobStatus
+from prefect_legnext.core.errors import InvalidRequestError
+from prefect_legnext.core.responses import JobStatus
 from prefect_legnext.simulator import images
 from prefect_legnext.simulator.callbacks import CallbackSender
 from prefect_legnext.simulator.config import Faults, SimulatorConfig

@@ -5,7 +5,7 @@
   `asubmit_inpaint`): generated from `endpoints.CREATE_ENDPOINTS` into
   `_generated_tasks` (``make generate``) and re-exported here. And the generic
   `submit_request`, taking a request model.
-  Every submit goes through the idempotency ledger (`prefect_legnext.ledger`):
+  Every submit goes through the idempotency ledger (`prefect_legnext.orchestration.ledger`):
   a task retry, a flow retry or a re-run of the same flow run reuses the job
   instead of paying again.
 - `wait_for_job` / `await_for_job`: one task run per job wait; polls happen inside.
@@ -13,7 +13,7 @@
 - `persist_outputs` / `apersist_outputs`: stream a job's outputs into S3.
 
 Retries go through Prefect (exponential backoff with jitter) and only for
-transient errors (`prefect_legnext.task_options`): never for bad input,
+transient errors (`prefect_legnext.orchestration.task_options`): never for bad input,
 authentication, insufficient points or content rejection. The sync form is chosen
 in sync contexts, the async form in async ones (`async_dispatch`); call ``.aio`` or
 the ``a``-prefixed task to force async.
@@ -38,15 +38,17 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
-from prefect_legnext import _generated_tasks
-from prefect_legnext._generated_tasks import *  # noqa: F403  (submit_<endpoint>, asubmit_<endpoint>)
-from prefect_legnext._generated_tasks import ENDPOINT_TASKS
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.client import AsyncLegnextClient, LegnextClient
-from prefect_legnext.endpoints import endpoint as endpoint_named
-from prefect_legnext.endpoints import endpoint_for
-from prefect_legnext.errors import JobFailedError, RateLimitedError
-from prefect_legnext.ledger import (
+from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.endpoints import endpoint as endpoint_named
+from prefect_legnext.core.endpoints import endpoint_for
+from prefect_legnext.core.errors import JobFailedError, RateLimitedError
+from prefect_legnext.core.models import LegnextRequest
+from prefect_legnext.core.responses import Balance, Job
+from prefect_legnext.orchestration import _generated_tasks
+from prefect_legnext.orchestration._generated_tasks import *  # noqa: F403  (submit_<endpoint>, asubmit_<endpoint>)
+from prefect_legnext.orchestration._generated_tasks import ENDPOINT_TASKS
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.ledger import (
     JobLedger,
     OnUnknown,
     check_key,
@@ -54,10 +56,8 @@ from prefect_legnext.ledger import (
     resolve_ledger,
     submit_once,
 )
-from prefect_legnext.models import LegnextRequest
-from prefect_legnext.responses import Balance, Job
-from prefect_legnext.storage import DEFAULT_PREFIX, PersistedJob, persist_job
-from prefect_legnext.task_options import (
+from prefect_legnext.orchestration.storage import DEFAULT_PREFIX, PersistedJob, persist_job
+from prefect_legnext.orchestration.task_options import (
     STORAGE_TRANSIENT_ERRORS,
     SUBMIT_OPTIONS,
     TRANSIENT_ERRORS,
@@ -257,8 +257,8 @@ def submit_request(
         ```python
         from prefect import flow
         from prefect_legnext import LegnextCredentials
-        from prefect_legnext.models import DiffusionRequest
-        from prefect_legnext.tasks import submit_request, wait_for_job
+        from prefect_legnext.core.models import DiffusionRequest
+        from prefect_legnext.orchestration.tasks import submit_request, wait_for_job
 
         @flow
         def generate(prompt: str):

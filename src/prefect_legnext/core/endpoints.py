@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from prefect_legnext import models as m
-from prefect_legnext import responses as r
-from prefect_legnext.errors import InvalidRequestError
+from prefect_legnext.core import models as m
+from prefect_legnext.core import responses as r
+from prefect_legnext.core.errors import InvalidRequestError
 
 
 class OutputKind(StrEnum):

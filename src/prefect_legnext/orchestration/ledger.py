@@ -37,17 +37,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from prefect_legnext.endpoints import CreateEndpoint, endpoint_for
-from prefect_legnext.errors import LegnextError, OutcomeUnknownError
-from prefect_legnext.models import LegnextRequest
+from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
+from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
+from prefect_legnext.core.models import LegnextRequest
 
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
-    from prefect_legnext.client import LegnextClient
-    from prefect_legnext.responses import Job
+    from prefect_legnext.core.client import LegnextClient
+    from prefect_legnext.core.responses import Job
 
-logger = logging.getLogger("prefect_legnext.ledger")
+logger = logging.getLogger("prefect_legnext.orchestration.ledger")
 
 CLOCK_SKEW = timedelta(minutes=2)
 # A create answers within the client's 30 s read timeout: a "submitting" record older
@@ -161,7 +161,7 @@ class S3Ledger:
         return f"{self.prefix}/{key}.json"
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from prefect_legnext.storage import storage_error
+        from prefect_legnext.orchestration.storage import storage_error
 
         try:
             return getattr(self._s3, method)(Bucket=self.bucket.bucket_name, **kwargs)

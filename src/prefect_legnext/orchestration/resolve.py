@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, TypeVar
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.client import DEFAULT_BASE_URL
-from prefect_legnext.errors import LegnextError
+from prefect_legnext.core.client import DEFAULT_BASE_URL
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
@@ -28,10 +28,6 @@ ENV_BUCKET_FOLDER = "LEGNEXT_S3_FOLDER"
 ENV_S3_ENDPOINT = "LEGNEXT_S3_ENDPOINT_URL"
 
 BlockT = TypeVar("BlockT", bound="Block")
-
-
-class ConfigurationError(LegnextError, ValueError):
-    """Neither a saved block nor the environment says how to connect."""
 
 
 def _saved(block_type: type[BlockT], name: str, default: str) -> BlockT | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from prefect_legnext.responses import Job
+    from prefect_legnext.core.responses import Job
 
 
 class LegnextError(Exception):
@@ -208,7 +208,7 @@ def api_error_from_body(
     ``status: "failed"`` and ``error`` filled; C: ``{"error": {"code", "message"}}``.
     Anything else (an HTML page from a proxy, an empty body) keeps the status.
     """
-    from prefect_legnext.responses import Job
+    from prefect_legnext.core.responses import Job
 
     code: int | None = None
     message = ""
@@ -250,3 +250,7 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+class MissingExtraError(LegnextError, RuntimeError):
+    """An optional dependency (an extra of the package) is not installed."""

@@ -13,7 +13,7 @@ def register_blocks() -> list[str]:
     """Register our block and the prefect-aws blocks the flows use, for UI forms."""
     from prefect_aws import AwsCredentials, MinIOCredentials, S3Bucket
 
-    from prefect_legnext.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
 
     registered = []
     for block in (LegnextCredentials, S3Bucket, AwsCredentials, MinIOCredentials):

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from prefect_legnext._generated_client import _AsyncEndpoints, _SyncEndpoints
-from prefect_legnext.endpoints import (
+from prefect_legnext.core._generated_client import _AsyncEndpoints, _SyncEndpoints
+from prefect_legnext.core.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
     BALANCE,
@@ -32,7 +32,7 @@ from prefect_legnext.endpoints import (
     QueryEndpoint,
     endpoint_for,
 )
-from prefect_legnext.errors import (
+from prefect_legnext.core.errors import (
     InvalidRequestError,
     JobFailedError,
     JobTimeoutError,
@@ -41,10 +41,10 @@ from prefect_legnext.errors import (
     TransportError,
     api_error_from_body,
 )
-from prefect_legnext.models import LegnextRequest, parse_job_id
-from prefect_legnext.polling import PollPolicy
-from prefect_legnext.responses import AccountInfo, ActiveTasks, Balance, Job, unwrap_data
-from prefect_legnext.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from prefect_legnext.core.models import LegnextRequest, parse_job_id
+from prefect_legnext.core.polling import PollPolicy
+from prefect_legnext.core.responses import AccountInfo, ActiveTasks, Balance, Job, unwrap_data
+from prefect_legnext.core.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.legnext.ai"
 ENV_API_KEY = "LEGNEXT_API_KEY"
@@ -53,7 +53,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 REDACTED = "**********"
 
-logger = logging.getLogger("prefect_legnext.client")
+logger = logging.getLogger("prefect_legnext.core.client")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 JobUpdateHook = Callable[[Job], None]

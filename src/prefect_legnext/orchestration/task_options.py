@@ -2,8 +2,8 @@
 
 Retries go through Prefect (exponential backoff with jitter) and only for transient
 errors: never for bad input, authentication, insufficient points or content rejection.
-Shared by the tasks of `prefect_legnext.tasks` and the per-endpoint submit tasks
-generated from the endpoint table (`prefect_legnext._generated_tasks`), which is why
+Shared by the tasks of `prefect_legnext.orchestration.tasks` and the per-endpoint submit tasks
+generated from the endpoint table (`prefect_legnext.orchestration._generated_tasks`), which is why
 they live below both.
 """
 
@@ -16,13 +16,13 @@ from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from prefect_legnext.errors import (
+from prefect_legnext.core.errors import (
     OutcomeUnknownError,
     RateLimitedError,
     ServerError,
     TransportError,
 )
-from prefect_legnext.storage import DownloadError, StorageUnavailableError
+from prefect_legnext.orchestration.errors import DownloadError, StorageUnavailableError
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (TransportError, ServerError, RateLimitedError)
 STORAGE_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (StorageUnavailableError, DownloadError)

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_legnext.endpoints import (
+from prefect_legnext.core.endpoints import (
     CREATE_ENDPOINTS,
     PER_IMAGE_ACTIONS,
     PROMPT_FIELDS,
@@ -29,8 +29,8 @@ from prefect_legnext.endpoints import (
     ParentKind,
     endpoint,
 )
-from prefect_legnext.errors import InvalidRequestError, LegnextError
-from prefect_legnext.models import (
+from prefect_legnext.core.errors import InvalidRequestError
+from prefect_legnext.core.models import (
     DRAFT_FLAGS,
     VERSION_7,
     DiffusionRequest,
@@ -38,7 +38,8 @@ from prefect_legnext.models import (
     Mask,
     Polygon,
 )
-from prefect_legnext.responses import Job
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.errors import ChainError
 
 _NUMBER_FIELDS = ("image_no", "video_no")
 PLACEHOLDER_JOB_ID = "00000000-0000-4000-8000-000000000000"
@@ -48,14 +49,6 @@ DRAFT_SUFFIX = "--v 7 --draft"
 Action = StrEnum(  # type: ignore[misc]
     "Action", {e.name.upper(): e.name for e in CREATE_ENDPOINTS}
 )
-
-
-class ChainError(LegnextError, ValueError):
-    """The chain cannot run as asked; raised before any point is spent on it."""
-
-
-class BudgetExceededError(ChainError):
-    """The next submit would take the run past `max_points` or the account's balance."""
 
 
 class ImageSource(StrEnum):
@@ -242,12 +235,12 @@ def _allowed_after(target: CreateEndpoint, kind: OutputKind, draft: bool) -> boo
     return True  # video-diffusion, and image-URL steps
 
 
-def plan_chain(steps: list[ChainStep], *, max_points: int | None = None) -> ChainPlan:
-    """Check a whole chain before any paid call.
+def plan_chain(steps: list[ChainStep]) -> ChainPlan:
+    """Check a whole chain before any paid call (its cost is checked against the run's
+    budget by the flow: `PointBudget.check_plan`).
 
     Raises:
         ChainError: naming the step and the problem.
-        BudgetExceededError: the planned cost is above `max_points`.
     """
     if not steps:
         raise ChainError("a chain needs at least one step")
@@ -298,14 +291,7 @@ def plan_chain(steps: list[ChainStep], *, max_points: int | None = None) -> Chai
         current = PlannedStep(index=index, step=step, output=output, points=points, draft=draft)
         planned.append(current)
         previous = current
-    plan = ChainPlan(steps=planned)
-    if max_points is not None and plan.points > max_points:
-        raise BudgetExceededError(
-            f"the chain costs {plan.points} points ("
-            + " + ".join(f"{s.step.action} {s.points}" for s in planned)
-            + f"), above max_points={max_points}; nothing was submitted"
-        )
-    return plan
+    return ChainPlan(steps=planned)
 
 
 def parent_prompt(parent: Job) -> str | None:

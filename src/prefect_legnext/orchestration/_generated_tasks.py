@@ -1,11 +1,11 @@
 """The Prefect tasks of the create endpoints: ``submit_<endpoint>`` and
 ``asubmit_<endpoint>`` for each endpoint of the table, re-exported by
-`prefect_legnext.tasks` (import them from there).
+`prefect_legnext.orchestration.tasks` (import them from there).
 
 Each validates its keyword arguments into the endpoint's request model (before any
-paid call) and hands the request to `prefect_legnext.tasks._submit`, which submits it
-at most once per idempotency key. This module imports nothing of `prefect_legnext.tasks`
-(which imports it) but at call time, so either can be imported first.
+paid call) and hands the request to `tasks._submit`, which submits it at most once per
+idempotency key. This module imports nothing of `tasks` (which imports it) but at call
+time, so either can be imported first.
 
 Generated from `endpoints.CREATE_ENDPOINTS` by ``python -m prefect_legnext.codegen``
 (``make generate``): do not edit by hand.
@@ -19,10 +19,8 @@ from prefect import task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.ledger import OnUnknown
-from prefect_legnext.models import (
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.core.models import (
     Canvas,
     ImagePosition,
     LegnextRequest,
@@ -34,11 +32,13 @@ from prefect_legnext.models import (
     VariationType,
     VideoType,
 )
-from prefect_legnext.responses import Job
-from prefect_legnext.task_options import SUBMIT_OPTIONS
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.ledger import OnUnknown
+from prefect_legnext.orchestration.task_options import SUBMIT_OPTIONS
 
 if TYPE_CHECKING:
-    from prefect_legnext.tasks import LedgerArg
+    from prefect_legnext.orchestration.tasks import LedgerArg
 
 
 def _submit(
@@ -48,8 +48,8 @@ def _submit(
     ledger: LedgerArg,
     on_unknown: OnUnknown,
 ) -> Job:
-    """Submit once, through the ledger: `prefect_legnext.tasks._submit`."""
-    from prefect_legnext import tasks
+    """Submit once, through the ledger: `prefect_legnext.orchestration.tasks._submit`."""
+    from prefect_legnext.orchestration import tasks
 
     return tasks._submit(credentials, request, idempotency_key, ledger, on_unknown)
 

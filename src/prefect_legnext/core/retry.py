@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from prefect_legnext.errors import LegnextError, RateLimitedError, ServerError, TransportError
+from prefect_legnext.core.errors import LegnextError, RateLimitedError, ServerError, TransportError
 
 # Raised by httpx before a single byte of the request left this machine.
 NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from prefect_legnext.endpoints import problems_of
-from prefect_legnext.models import Mask, Polygon
+from prefect_legnext.core.endpoints import problems_of
+from prefect_legnext.core.models import Mask, Polygon
 
 FRAME = 1024  # pixels of the reference frame a rectangle is drawn on
 

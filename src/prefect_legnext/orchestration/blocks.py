@@ -8,8 +8,8 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from prefect_legnext.client import DEFAULT_BASE_URL, AsyncLegnextClient, LegnextClient
-from prefect_legnext.polling import PollPolicy
+from prefect_legnext.core.client import DEFAULT_BASE_URL, AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.polling import PollPolicy
 
 # Only addresses that exist: Legnext's own API documentation, which describes the key,
 # the endpoints and the account's limits this block holds.
@@ -32,8 +32,8 @@ class LegnextCredentials(CredentialsBlock):
 
     _block_type_name = "Legnext Credentials"
     _block_type_slug = "legnext-credentials"
-    # No `_logo_url`: no public address serves our logo (the file ships in the package,
-    # prefect_legnext/assets/logo.png), so the Prefect UI shows its default icon.
+    # No `_logo_url`: no public address serves a logo of ours, so the Prefect UI shows
+    # its default icon rather than a broken image.
     _documentation_url = DOCS_URL  # type: ignore[assignment]
     _description = "Legnext (Midjourney API) key, endpoint and account limits."
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Literal
 
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.models import (
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.core.models import (
     Canvas,
     ImagePosition,
     LegnextRequest,
@@ -22,7 +22,7 @@ from prefect_legnext.models import (
     VariationType,
     VideoType,
 )
-from prefect_legnext.responses import Job
+from prefect_legnext.core.responses import Job
 
 
 class _SyncEndpoints(ABC):

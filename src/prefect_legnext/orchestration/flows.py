@@ -34,11 +34,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
-from prefect_legnext.blocks import LegnextCredentials
-from prefect_legnext.ledger import S3Ledger
-from prefect_legnext.models import Mask
-from prefect_legnext.plans import (
-    BudgetExceededError,
+from prefect_legnext.core.models import Mask
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.errors import BudgetExceededError
+from prefect_legnext.orchestration.ledger import S3Ledger
+from prefect_legnext.orchestration.plans import (
     ChainPlan,
     ChainStep,
     ImageSource,
@@ -48,16 +49,15 @@ from prefect_legnext.plans import (
     default_mask,
     plan_chain,
 )
-from prefect_legnext.provisioning import ACCOUNT_LIMIT, ensure_account_limit
-from prefect_legnext.resolve import (
+from prefect_legnext.orchestration.provisioning import ACCOUNT_LIMIT, ensure_account_limit
+from prefect_legnext.orchestration.resolve import (
     DEFAULT_CREDENTIALS_BLOCK,
     DEFAULT_STORAGE_BLOCK,
     resolve_bucket,
     resolve_credentials,
 )
-from prefect_legnext.responses import Job
-from prefect_legnext.storage import PersistedFile, PersistedJob, presigned_url
-from prefect_legnext.tasks import (
+from prefect_legnext.orchestration.storage import PersistedFile, PersistedJob, presigned_url
+from prefect_legnext.orchestration.tasks import (
     flow_run_scope,
     get_balance,
     persist_outputs,

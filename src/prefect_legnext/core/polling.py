@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from prefect_legnext.endpoints import ENDPOINTS_BY_NAME
-from prefect_legnext.responses import Job, JobStatus, normalize_task_type
+from prefect_legnext.core.endpoints import ENDPOINTS_BY_NAME
+from prefect_legnext.core.responses import Job, JobStatus, normalize_task_type
 
 DEFAULT_TYPICAL_SECONDS = (30.0, 90.0)
 

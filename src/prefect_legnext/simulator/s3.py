@@ -1,7 +1,7 @@
 """A real S3 endpoint on loopback (moto's standalone server) for the demo and tests.
 
 boto3 talks to it over HTTP exactly as to AWS, MinIO or R2: only the endpoint URL
-differs. Needs the ``demo`` extra (``pip install 'prefect-legnext[demo]'``).
+differs. Needs the ``simulator`` extra (``pip install 'prefect-legnext[simulator]'``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from prefect_legnext.errors import LegnextError
-
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
@@ -19,25 +17,6 @@ if TYPE_CHECKING:
 LOCAL_ACCESS_KEY = "local-access-key"
 LOCAL_SECRET_KEY = "local-secret-key"  # noqa: S105 - a placeholder the local server ignores
 LOCAL_REGION = "us-east-1"
-INSTALL_DEMO = "pip install 'prefect-legnext[demo]'"
-
-
-class MissingExtraError(LegnextError, RuntimeError):
-    """An optional dependency (an extra of the package) is not installed."""
-
-
-def require_moto() -> None:
-    """Check that moto's S3 server can be imported (the ``demo`` extra).
-
-    Raises:
-        MissingExtraError: it cannot, with the command that installs it.
-    """
-    try:
-        import moto.server  # noqa: F401
-    except ImportError:
-        raise MissingExtraError(
-            f"the offline mode needs the 'demo' extra (moto's S3 server): {INSTALL_DEMO}"
-        ) from None
 
 
 class LocalS3Server:
@@ -64,7 +43,6 @@ class LocalS3Server:
         self.stop()
 
     def start(self) -> None:
-        require_moto()
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -32,13 +32,20 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from pydantic import BaseModel, Field
 
-from prefect_legnext.errors import LegnextError
-from prefect_legnext.responses import Job
+from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.errors import (
+    BucketNotFoundError,
+    DownloadError,
+    OutputExpiredError,
+    StorageAccessError,
+    StorageError,
+    StorageUnavailableError,
+)
 
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
-logger = logging.getLogger("prefect_legnext.storage")
+logger = logging.getLogger("prefect_legnext.orchestration.storage")
 
 SPOOL_BYTES = 2 * 1024 * 1024  # files up to this stay in memory, larger ones go to disk
 PART_BYTES = 8 * 1024 * 1024  # multipart above this, in parts of this size
@@ -46,30 +53,6 @@ UPLOAD_THREADS = 2  # parts in flight: memory is about PART_BYTES * UPLOAD_THREA
 CHUNK_BYTES = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
 DEFAULT_PREFIX = "legnext"
-
-
-class StorageError(LegnextError):
-    """Persisting outputs failed."""
-
-
-class BucketNotFoundError(StorageError):
-    """The S3 bucket does not exist at the configured endpoint."""
-
-
-class StorageAccessError(StorageError):
-    """S3 refused the credentials or the operation."""
-
-
-class StorageUnavailableError(StorageError):
-    """S3 could not be reached or answered with a transient error; safe to retry."""
-
-
-class OutputExpiredError(StorageError):
-    """A Legnext output URL no longer serves its file (temporary URLs expire)."""
-
-
-class DownloadError(StorageError):
-    """An output download failed or was cut short; safe to retry while the URL lives."""
 
 
 class PersistedFile(BaseModel):
