@@ -22,7 +22,7 @@ from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from prefect_legnext.core.client import DEFAULT_BASE_URL, LegnextClient
+from prefect_legnext.core.client import DEFAULT_BASE_URL, LegnextClient, clean_api_key
 from prefect_legnext.core.endpoints import problems_of
 from prefect_legnext.core.errors import LegnextError
 from prefect_legnext.extras import require_simulator
@@ -84,9 +84,13 @@ def user_errors() -> Iterator[None]:
 
 
 def make_client(api_key: str | None, base_url: str) -> LegnextClient:
-    if not api_key:
+    if not api_key or not api_key.strip():
         raise fail("no API key: set LEGNEXT_API_KEY (or pass --api-key)")
-    return LegnextClient(SecretStr(api_key), base_url=base_url)
+    try:  # strips a trailing newline; refuses (without echoing) a key no header can carry
+        key = clean_api_key(api_key, "the API key (LEGNEXT_API_KEY or --api-key)")
+    except ValueError as exc:
+        raise fail(escape(str(exc))) from None
+    return LegnextClient(key, base_url=base_url)
 
 
 def _with_client(api_key: str | None, base_url: str, call: Callable[[LegnextClient], T]) -> T:
@@ -410,6 +414,11 @@ def check_configuration(credentials_block: str, storage_block: str) -> None:
                 f"{missing}: set {variable} (or save a {kind} block named {default!r} "
                 f"on a Prefect server and set PREFECT_API_URL)"
             )
+        if variable == ENV_API_KEY:
+            try:  # a key no header can carry fails here, not mid-run
+                clean_api_key(os.environ[variable], variable)
+            except ValueError as exc:
+                raise fail(escape(str(exc))) from None
 
 
 @contextmanager

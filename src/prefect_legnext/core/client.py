@@ -64,6 +64,59 @@ except PackageNotFoundError:  # running from a source tree
     _VERSION = "0"
 
 
+API_KEY_HEADER = "x-api-key"
+
+
+def clean_api_key(value: str | SecretStr, source: str = "api_key") -> SecretStr:
+    """The key without surrounding whitespace (a key pasted from a file or a mounted
+    secret often ends in a newline), as a `SecretStr`.
+
+    Raises:
+        ValueError: the key is empty, or has a character an HTTP header cannot carry
+            (whitespace or a control character inside, or non-ASCII); the message
+            names `source` and never shows the key.
+    """
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    key = raw.strip()
+    if not key:
+        raise ValueError(f"{source} is empty: set {ENV_API_KEY} or pass api_key")
+    if not all("!" <= char <= "~" for char in key):  # visible ASCII only
+        raise ValueError(
+            f"{source} has whitespace, a control character or a non-ASCII character "
+            "inside it (the key is not shown): copy the key again"
+        )
+    return SecretStr(key)
+
+
+def key_renderings(key: str) -> list[str]:
+    """Every way `key` can show up in text: as is and stripped, each also as the inside
+    of its str repr and of its bytes repr (h11 says "Illegal header value b'KEY\\n'");
+    longest first, so a longer rendering is replaced before a part of it."""
+    forms: set[str] = set()
+    for variant in (key, key.strip()):
+        forms.add(variant)
+        forms.add(repr(variant)[1:-1])
+        forms.add(repr(variant.encode("utf-8", "backslashreplace"))[2:-1])
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
+def redact(text: str, key: str) -> str:
+    """`text` with every rendering of `key` replaced by `REDACTED`."""
+    for form in key_renderings(key):
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+class _SecretHeaders(httpx.Headers):
+    """Request headers whose repr masks the key (httpx masks only ``authorization``),
+    e.g. in ``repr(exc.request.headers)`` or a logged request."""
+
+    def __repr__(self) -> str:
+        items = [(k, REDACTED if k.lower() == API_KEY_HEADER else v) for k, v in self.items()]
+        return f"{type(self).__name__}({dict(items)!r})"
+
+
 class _ApiKeyAuth(httpx.Auth):
     """Adds ``x-api-key`` at send time, so the key never sits in client defaults."""
 
@@ -71,7 +124,8 @@ class _ApiKeyAuth(httpx.Auth):
         self._api_key = api_key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["x-api-key"] = self._api_key.get_secret_value()
+        request.headers = _SecretHeaders(request.headers)
+        request.headers[API_KEY_HEADER] = self._api_key.get_secret_value()
         yield request
 
     def __repr__(self) -> str:
@@ -92,13 +146,12 @@ class _ClientCore:
         poll: PollPolicy | None = None,
     ) -> None:
         if api_key is None:
-            api_key = os.environ.get(ENV_API_KEY, "")
-            if not api_key.strip():
+            from_env = os.environ.get(ENV_API_KEY, "")
+            if not from_env.strip():
                 raise ValueError(f"no API key: pass api_key or set {ENV_API_KEY}")
-        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        if not key.get_secret_value().strip():
-            raise ValueError(f"api_key is empty: set {ENV_API_KEY} or pass api_key")
-        self._api_key = key
+            self._api_key = clean_api_key(from_env, ENV_API_KEY)
+        else:
+            self._api_key = clean_api_key(api_key)
         if base_url is None:
             base_url = os.environ.get(ENV_BASE_URL, "").strip() or DEFAULT_BASE_URL
         self.base_url = base_url.rstrip("/")
@@ -119,8 +172,7 @@ class _ClientCore:
         }
 
     def _redact(self, text: str) -> str:
-        secret = self._api_key.get_secret_value()
-        return text.replace(secret, REDACTED) if secret in text else text
+        return redact(text, self._api_key.get_secret_value())
 
     def _failure(
         self,

@@ -3,8 +3,9 @@
 Reads (GET job, account) are free and idempotent: retried on 429, 5xx and
 network errors. Creates are paid and Legnext has no idempotency key: retried
 only when the request provably never reached the server (connection not
-established) or was refused before acceptance (429). Any other failure of a
-create after sending becomes `OutcomeUnknownError` and is never re-sent.
+established, or refused locally before sending) or was refused before acceptance
+(429). Any other failure of a create after sending becomes `OutcomeUnknownError`
+and is never re-sent.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import httpx
 
 from prefect_legnext.core.errors import LegnextError, RateLimitedError, ServerError, TransportError
 
-# Raised by httpx before a single byte of the request left this machine.
+# Raised by httpx before a single byte of the request left this machine. h11 refuses
+# a request it cannot frame (e.g. an illegal header value) while building its head,
+# before writing; our bodies carry an exact Content-Length, so no body error comes later.
 NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
 )
 
 

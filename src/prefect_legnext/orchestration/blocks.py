@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from prefect_legnext.core.client import DEFAULT_BASE_URL, AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.client import (
+    DEFAULT_BASE_URL,
+    AsyncLegnextClient,
+    LegnextClient,
+    clean_api_key,
+)
 from prefect_legnext.core.polling import PollPolicy
 
 # Only addresses that exist: Legnext's own API documentation, which describes the key,
@@ -28,7 +33,13 @@ class LegnextCredentials(CredentialsBlock):
         with legnext_credentials.get_client() as client:
             print(client.balance().available_points)
         ```
+
+    A pickled block (process and Dask task runners pickle what they ship) holds the
+    key, as it must to call Legnext there; its repr, str and logs never do.
     """
+
+    # A refused value must not be echoed in the validation error (it may be the key).
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "Legnext Credentials"
     _block_type_slug = "legnext-credentials"
@@ -67,6 +78,15 @@ class LegnextCredentials(CredentialsBlock):
         description="Multiplies poll intervals: 1.0 for Legnext, the simulator's "
         "time scale when pointed at a simulator.",
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _clean_api_key(cls, value: Any) -> Any:
+        # Strip the newline a key pasted from a file or a mounted secret ends in, also
+        # for blocks saved before this check or through the UI (validated on load).
+        if isinstance(value, str | SecretStr):
+            return clean_api_key(value, "api_key")
+        return value
 
     def _options(self) -> dict[str, Any]:
         return {

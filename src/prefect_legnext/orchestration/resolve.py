@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, TypeVar
 
-from prefect_legnext.core.client import DEFAULT_BASE_URL
+from prefect_legnext.core.client import DEFAULT_BASE_URL, clean_api_key
 from prefect_legnext.orchestration.blocks import LegnextCredentials
 from prefect_legnext.orchestration.errors import ConfigurationError
 
@@ -61,10 +61,14 @@ def resolve_credentials(block_name: str | None) -> tuple[LegnextCredentials, str
     saved = _saved(LegnextCredentials, name, DEFAULT_CREDENTIALS_BLOCK)
     if saved is not None:
         return saved, f"saved block {name!r}"
-    api_key = os.environ.get(ENV_API_KEY, "").strip()
-    if not api_key:
+    raw_key = os.environ.get(ENV_API_KEY, "")
+    if not raw_key.strip():
         wanted = f"save a LegnextCredentials block named {name!r} or " if name else ""
         raise ConfigurationError(f"no Legnext credentials: {wanted}set {ENV_API_KEY}")
+    try:
+        api_key = clean_api_key(raw_key, ENV_API_KEY)
+    except ValueError as exc:  # one line naming the variable, never the key
+        raise ConfigurationError(str(exc)) from None
     base_url = os.environ.get(ENV_BASE_URL, DEFAULT_BASE_URL)
     credentials = LegnextCredentials(
         api_key=api_key,
