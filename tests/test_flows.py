@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image, ImageChops
 from prefect_aws import S3Bucket
+from pydantic.fields import FieldInfo
 
 from prefect_legnext.orchestration.errors import BudgetExceededError, ChainError
 from prefect_legnext.orchestration.flows import (
@@ -285,6 +286,23 @@ def test_flow_parameters_render_a_clear_form() -> None:
     assert props["steps"]["items"]["enum"] == ["diffusion", "enhance", "inpaint", "retexture"]
     assert props["image_no"]["minimum"] == 0 and props["image_no"]["maximum"] == 3
     assert chain["required"] == ["prompt"]
+
+
+def test_the_flow_functions_run_directly_with_their_defaults(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    """``flow.fn(...)``, as in users' unit tests: omitted parameters get plain defaults
+    (they were pydantic `Field` objects, and the chain failed with a TypeError), and
+    a call outside any flow run is a run of its own."""
+    import inspect
+
+    for flow_obj in (legnext_chain, legnext_pipeline, legnext_batch):
+        for parameter in inspect.signature(flow_obj.fn).parameters.values():
+            assert not isinstance(parameter.default, FieldInfo), (flow_obj.name, parameter.name)
+    sim, _, names = blocks
+    result = legnext_chain.fn(prompt="a quay at noon", **names)
+    assert [s.action for s in result.steps] == ["diffusion", "enhance", "inpaint", "retexture"]
+    assert sim.stats()["jobs_total"] == 4
 
 
 def test_text_steps_store_their_prompts(

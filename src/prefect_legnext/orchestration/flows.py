@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast
+from uuid import uuid4
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import (
@@ -30,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
+from prefect.exceptions import MissingContextError
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
@@ -66,6 +69,7 @@ from prefect_legnext.orchestration.tasks import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("prefect_legnext.orchestration.flows")
 # Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
 BATCH_LISTENERS: list[Callable[[int, int], None]] = []
 SHORT_ID = 8  # characters of a job id in task run names and terminal lines
@@ -98,8 +102,8 @@ class StepProgress:
 # Called with each StepProgress of the chains this process runs.
 STEP_LISTENERS: list[Callable[[StepProgress], None]] = []
 PRESIGN_SECONDS = 7 * 24 * 3600
-CLASSIC_STEPS = ("diffusion", "enhance", "inpaint", "retexture")
 ClassicStep = Literal["diffusion", "enhance", "inpaint", "retexture"]
+CLASSIC_STEPS: tuple[ClassicStep, ...] = ("diffusion", "enhance", "inpaint", "retexture")
 
 
 def _sync(value: T | Coroutine[Any, Any, T]) -> T:
@@ -110,9 +114,15 @@ def _sync(value: T | Coroutine[Any, Any, T]) -> T:
     return cast(T, value)
 
 
-def _param(default: Any, title: str, description: str) -> Any:
-    """A flow parameter's default with the title and description the UI form shows."""
-    return Field(default, description=description, json_schema_extra={"title": title})
+def _about(title: str, description: str) -> Any:
+    """The title and description the UI form shows for a flow parameter, for its
+    annotation (``Annotated[type, _about(...)] = default``): a `Field` as the default
+    would be what ``flow.fn(...)`` gets for an omitted argument. Prefect replaces a
+    field's own title and description (with the name and the docstring), and keeps
+    ``json_schema_extra``: so both go there too."""
+    return Field(
+        description=description, json_schema_extra={"title": title, "description": description}
+    )
 
 
 class StepResult(BaseModel):
@@ -243,11 +253,19 @@ def classic_chain(
     return chain
 
 
-def _current_flow_run() -> FlowRun:
+def _current_flow_run() -> FlowRun | None:
+    """The flow run the chain runs in; None for a direct ``flow.fn(...)`` call."""
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        raise RuntimeError("chains run inside a flow run")
-    return context.flow_run
+    return context.flow_run if context is not None else None
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger, or this module's for a direct ``flow.fn(...)`` call (Prefect's
+    run logger refuses to work outside a run)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
 
 
 def _step_identity(scope: str, planned: PlannedStep, parent: Job | None) -> tuple[str, str]:
@@ -267,7 +285,7 @@ def _image_url(settings: RunSettings, job: Job, stored: PersistedJob, image_no: 
         url = presigned_url(settings.bucket, stored.files[image_no].key, 24 * 3600)
         if len(url) <= 1024:
             return url
-        get_run_logger().warning(
+        _run_logger().warning(
             "presigned URL of %s is %d characters, above Legnext's 1024: using Legnext's URL",
             stored.files[image_no].key, len(url),
         )  # fmt: skip
@@ -294,7 +312,8 @@ class _Progress:
     def __init__(self, chain: str, planned: PlannedStep) -> None:
         self.chain = chain
         self.planned = planned
-        self.flow_run_id = str(_current_flow_run().id)
+        flow_run = _current_flow_run()
+        self.flow_run_id = str(flow_run.id) if flow_run is not None else ""
         self._last_status = ""
 
     def __call__(self, phase: Any, job_id: str, detail: str) -> None:
@@ -315,7 +334,7 @@ def run_chain(
     plan: ChainPlan, settings: RunSettings, budget: PointBudget, label: str = ""
 ) -> ChainResult:
     """Run a checked chain: each step submits, waits and persists before the next."""
-    logger = get_run_logger()
+    logger = _run_logger()
     label = label or chain_label(plan.steps[0].step.prompt, plan.steps[0].step.action)
     results: list[StepResult] = []
     parent: Job | None = None
@@ -469,14 +488,14 @@ def _prepare_run(
     plans = [plan_chain(chain) for chain in chains]
     credentials, credentials_source = resolve_credentials(credentials_block)
     bucket, bucket_source = resolve_bucket(storage_block)
-    get_run_logger().info(
+    _run_logger().info(
         "Legnext credentials from %s; outputs to s3://%s from %s",
         credentials_source, bucket.bucket_name, bucket_source,
     )  # fmt: skip
     balance = _sync(get_balance(credentials))
     budget = PointBudget(max_points, balance.available_points)
     flow_run = _current_flow_run()
-    first_attempt = idempotency_scope is None and flow_run.run_count <= 1
+    first_attempt = idempotency_scope is None and (flow_run is None or flow_run.run_count <= 1)
     budget.check_plan(sum(p.points for p in plans), first_attempt=first_attempt)
     ensure_account_limit(credentials.concurrent_jobs)
     settings = RunSettings(
@@ -485,7 +504,9 @@ def _prepare_run(
         key_prefix=key_prefix,
         max_wait_seconds=max_wait_seconds,
         image_source=image_source,
-        scope=idempotency_scope or flow_run_scope(flow_run),
+        # A direct call has no run to scope to: it is a run of its own.
+        scope=idempotency_scope
+        or (flow_run_scope(flow_run) if flow_run is not None else f"direct-call:{uuid4()}"),
     )
     return plans, settings, budget
 
@@ -498,68 +519,81 @@ WaitParam = Annotated[float, Field(gt=0, le=24 * 3600)]
 PointsParam = Annotated[int, Field(ge=0)] | None
 
 # Parameters the flows share, with the title and description the UI form shows.
-IMAGE_NO_PARAM = _param(
-    0, "Image carried forward", "Which image (0-3) of each grid the next step works on."
-)
-INPAINT_PROMPT_PARAM = _param(
-    "a small red sailboat", "Inpaint prompt", "What to paint inside the mask."
-)
-INPAINT_MASK_PARAM = _param(
-    default_mask(), "Inpaint mask", "Polygons (areas) or a black-and-white mask URL."
-)
-RETEXTURE_PROMPT_PARAM = _param(
-    "as a watercolour painting", "Retexture prompt", "The new texture or material."
-)
-RETEXTURE_SOURCE_PARAM = _param(
-    ImageSource.S3,
-    "Retexture source",
-    "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
-)
-CREDENTIALS_BLOCK_PARAM = _param(
-    DEFAULT_CREDENTIALS_BLOCK,
-    "Credentials block",
-    "Name of a saved LegnextCredentials block; only the default, when not saved, "
-    "falls back to LEGNEXT_API_KEY.",
-)
-STORAGE_BLOCK_PARAM = _param(
-    DEFAULT_STORAGE_BLOCK,
-    "Storage block",
-    "Name of a saved S3Bucket block; only the default, when not saved, "
-    "falls back to LEGNEXT_S3_BUCKET.",
-)
-KEY_PREFIX_PARAM = _param("legnext", "Key prefix", "Prefix of the S3 keys of the outputs.")
-MAX_WAIT_SECONDS_PARAM = _param(
-    900.0, "Max wait (s)", "Give up on a job that has not finished after this long."
-)
-MAX_POINTS_PARAM = _param(
-    None, "Max points", "Stop before a submit that would spend more than this in total."
-)
-IDEMPOTENCY_SCOPE_PARAM = _param(
-    None,
-    "Idempotency scope",
-    "Runs with the same scope reuse each other's jobs; default: this flow run.",
-)
+ImageNoArg = Annotated[
+    ImageNoParam,
+    _about("Image carried forward", "Which image (0-3) of each grid the next step works on."),
+]
+InpaintPromptArg = Annotated[
+    PromptParam | None, _about("Inpaint prompt", "What to paint inside the mask.")
+]
+InpaintMaskArg = Annotated[
+    Mask, _about("Inpaint mask", "Polygons (areas) or a black-and-white mask URL.")
+]
+RetexturePromptArg = Annotated[
+    PromptParam, _about("Retexture prompt", "The new texture or material.")
+]
+RetextureSourceArg = Annotated[
+    ImageSource,
+    _about(
+        "Retexture source",
+        "Feed retexture a presigned URL of our S3 copy (s3) or Legnext's temporary URL.",
+    ),
+]
+CredentialsBlockArg = Annotated[
+    str,
+    _about(
+        "Credentials block",
+        "Name of a saved LegnextCredentials block; only the default, when not saved, "
+        "falls back to LEGNEXT_API_KEY.",
+    ),
+]
+StorageBlockArg = Annotated[
+    str,
+    _about(
+        "Storage block",
+        "Name of a saved S3Bucket block; only the default, when not saved, "
+        "falls back to LEGNEXT_S3_BUCKET.",
+    ),
+]
+KeyPrefixArg = Annotated[str, _about("Key prefix", "Prefix of the S3 keys of the outputs.")]
+MaxWaitArg = Annotated[
+    WaitParam,
+    _about("Max wait (s)", "Give up on a job that has not finished after this long."),
+]
+MaxPointsArg = Annotated[
+    PointsParam,
+    _about("Max points", "Stop before a submit that would spend more than this in total."),
+]
+IdempotencyScopeArg = Annotated[
+    str | None,
+    _about(
+        "Idempotency scope",
+        "Runs with the same scope reuse each other's jobs; default: this flow run.",
+    ),
+]
+DEFAULT_INPAINT_PROMPT = "a small red sailboat"
+DEFAULT_RETEXTURE_PROMPT = "as a watercolour painting"
+DEFAULT_MASK = default_mask()
 
 
 @flow(name="legnext-chain", log_prints=False)
 def legnext_chain(
-    prompt: PromptParam = _param(..., "Prompt", "What to generate (Midjourney prompt)."),
-    steps: list[ClassicStep] = _param(
-        list(CLASSIC_STEPS),
-        "Steps",
-        "Which of diffusion, enhance, inpaint, retexture to run, in that order.",
-    ),
-    image_no: ImageNoParam = IMAGE_NO_PARAM,
-    inpaint_prompt: PromptParam | None = INPAINT_PROMPT_PARAM,
-    inpaint_mask: Mask = INPAINT_MASK_PARAM,
-    retexture_prompt: PromptParam = RETEXTURE_PROMPT_PARAM,
-    retexture_source: ImageSource = RETEXTURE_SOURCE_PARAM,
-    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
-    storage_block: str = STORAGE_BLOCK_PARAM,
-    key_prefix: str = KEY_PREFIX_PARAM,
-    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
-    max_points: PointsParam = MAX_POINTS_PARAM,
-    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
+    prompt: Annotated[PromptParam, _about("Prompt", "What to generate (Midjourney prompt).")],
+    steps: Annotated[
+        list[ClassicStep],
+        _about("Steps", "Which of diffusion, enhance, inpaint, retexture to run, in that order."),
+    ] = list(CLASSIC_STEPS),  # noqa: B006  (never mutated; the UI form shows it)
+    image_no: ImageNoArg = 0,
+    inpaint_prompt: InpaintPromptArg = DEFAULT_INPAINT_PROMPT,
+    inpaint_mask: InpaintMaskArg = DEFAULT_MASK,
+    retexture_prompt: RetexturePromptArg = DEFAULT_RETEXTURE_PROMPT,
+    retexture_source: RetextureSourceArg = ImageSource.S3,
+    credentials_block: CredentialsBlockArg = DEFAULT_CREDENTIALS_BLOCK,
+    storage_block: StorageBlockArg = DEFAULT_STORAGE_BLOCK,
+    key_prefix: KeyPrefixArg = "legnext",
+    max_wait_seconds: MaxWaitArg = 900.0,
+    max_points: MaxPointsArg = None,
+    idempotency_scope: IdempotencyScopeArg = None,
 ) -> ChainResult:
     """Generate, enhance, inpaint and retexture, persisting every step to S3."""
     chain = classic_chain(prompt, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
@@ -577,20 +611,23 @@ def legnext_chain(
 
 @flow(name="legnext-pipeline", log_prints=False)
 def legnext_pipeline(
-    steps: list[ChainStep] = _param(
-        ..., "Steps", "The chain: each step works on the previous step's output."
-    ),
-    image_source: ImageSource = _param(
-        ImageSource.S3,
-        "Image source",
-        "For steps that take an image URL: our S3 copy (s3) or Legnext's temporary URL.",
-    ),
-    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
-    storage_block: str = STORAGE_BLOCK_PARAM,
-    key_prefix: str = KEY_PREFIX_PARAM,
-    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
-    max_points: PointsParam = MAX_POINTS_PARAM,
-    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
+    steps: Annotated[
+        list[ChainStep],
+        _about("Steps", "The chain: each step works on the previous step's output."),
+    ],
+    image_source: Annotated[
+        ImageSource,
+        _about(
+            "Image source",
+            "For steps that take an image URL: our S3 copy (s3) or Legnext's temporary URL.",
+        ),
+    ] = ImageSource.S3,
+    credentials_block: CredentialsBlockArg = DEFAULT_CREDENTIALS_BLOCK,
+    storage_block: StorageBlockArg = DEFAULT_STORAGE_BLOCK,
+    key_prefix: KeyPrefixArg = "legnext",
+    max_wait_seconds: MaxWaitArg = 900.0,
+    max_points: MaxPointsArg = None,
+    idempotency_scope: IdempotencyScopeArg = None,
 ) -> ChainResult:
     """Run any valid chain of Legnext steps, e.g. diffusion -> upscale -> pan ->
     remove_background, checked against each parent before any point is spent."""
@@ -619,23 +656,22 @@ def run_chain_item(
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=16)),
 )
 def legnext_batch(
-    prompts: list[PromptParam] = _param(..., "Prompts", "One chain per prompt."),
-    steps: list[ClassicStep] = _param(
-        list(CLASSIC_STEPS),
-        "Steps",
-        "Which of diffusion, enhance, inpaint, retexture each chain runs.",
-    ),
-    image_no: ImageNoParam = IMAGE_NO_PARAM,
-    inpaint_prompt: PromptParam | None = INPAINT_PROMPT_PARAM,
-    inpaint_mask: Mask = INPAINT_MASK_PARAM,
-    retexture_prompt: PromptParam = RETEXTURE_PROMPT_PARAM,
-    retexture_source: ImageSource = RETEXTURE_SOURCE_PARAM,
-    credentials_block: str = CREDENTIALS_BLOCK_PARAM,
-    storage_block: str = STORAGE_BLOCK_PARAM,
-    key_prefix: str = KEY_PREFIX_PARAM,
-    max_wait_seconds: WaitParam = MAX_WAIT_SECONDS_PARAM,
-    max_points: PointsParam = MAX_POINTS_PARAM,
-    idempotency_scope: str | None = IDEMPOTENCY_SCOPE_PARAM,
+    prompts: Annotated[list[PromptParam], _about("Prompts", "One chain per prompt.")],
+    steps: Annotated[
+        list[ClassicStep],
+        _about("Steps", "Which of diffusion, enhance, inpaint, retexture each chain runs."),
+    ] = list(CLASSIC_STEPS),  # noqa: B006  (never mutated; the UI form shows it)
+    image_no: ImageNoArg = 0,
+    inpaint_prompt: InpaintPromptArg = DEFAULT_INPAINT_PROMPT,
+    inpaint_mask: InpaintMaskArg = DEFAULT_MASK,
+    retexture_prompt: RetexturePromptArg = DEFAULT_RETEXTURE_PROMPT,
+    retexture_source: RetextureSourceArg = ImageSource.S3,
+    credentials_block: CredentialsBlockArg = DEFAULT_CREDENTIALS_BLOCK,
+    storage_block: StorageBlockArg = DEFAULT_STORAGE_BLOCK,
+    key_prefix: KeyPrefixArg = "legnext",
+    max_wait_seconds: MaxWaitArg = 900.0,
+    max_points: MaxPointsArg = None,
+    idempotency_scope: IdempotencyScopeArg = None,
 ) -> BatchResult:
     """Many chains side by side; the ``legnext-account`` limit keeps the account busy
     but never over-queued, whatever the number of prompts, runs and workers."""
