@@ -302,3 +302,189 @@ def test_a_missing_key_names_the_variable_and_echoes_nothing(
     with pytest.raises(ValueError, match="LEGNEXT_API_KEY") as info:
         cls()
     assert str(info.value) == "no API key: pass api_key or set LEGNEXT_API_KEY"
+
+
+# --- a key with whitespace: pasted from a file or a mounted secret --------------------------------
+# Against the real simulator, so that h11 builds (and would refuse) the real header.
+
+CLEAN_KEY = "lgx-SECRET-4242"
+PADDED_KEYS = [CLEAN_KEY + "\n", CLEAN_KEY + "\r\n", f" {CLEAN_KEY} "]
+BROKEN_KEYS = ["lgx-SECRET 4242", "lgx-SECRET\n4242", "lgx-SECRET\x00-4242", "lgx-SECRÉT-4242"]
+# How the key or a part of it could show: as is, and as h11 shows a refused header value.
+KEY_TRACES = (CLEAN_KEY, "SECRET-4242", "b'lgx-", "SECRET 4242", "SECRET\\n4242", "SECR")
+
+
+def assert_no_key(*texts: str) -> None:
+    for text in texts:
+        for trace in KEY_TRACES:
+            assert trace not in text, (trace, text)
+
+
+@pytest.fixture
+def secret_sim(legnext_simulator_factory: Callable[..., Any]) -> Any:
+    return legnext_simulator_factory(api_key=SecretStr(CLEAN_KEY))
+
+
+@pytest.mark.parametrize("key", PADDED_KEYS, ids=["lf", "crlf", "spaces"])
+@pytest.mark.parametrize("wrap", [str, SecretStr])
+def test_a_padded_key_is_stripped_and_works(
+    legnext_at: Callable[..., Any],
+    secret_sim: Any,
+    caplog: pytest.LogCaptureFixture,
+    key: str,
+    wrap: Callable[[str], Any],
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    runner = legnext_at(secret_sim.base_url, api_key=wrap(key))
+    assert runner("balance").available_points > 0
+    job = runner("diffusion", text="a lighthouse")  # the paid call went through
+    assert secret_sim.stats()["jobs_total"] == 1 and job.job_id
+    assert_no_key(caplog.text)
+
+
+@pytest.mark.parametrize("key", BROKEN_KEYS, ids=["space", "lf", "nul", "non-ascii"])
+@pytest.mark.parametrize("cls", [LegnextClient, AsyncLegnextClient])
+def test_a_key_no_header_can_carry_is_refused_without_echo(cls: type, key: str) -> None:
+    with pytest.raises(ValueError) as info:
+        cls(key, base_url="http://127.0.0.1:9")
+    assert str(info.value) == (
+        "api_key has whitespace, a control character or a non-ASCII character inside it "
+        "(the key is not shown): copy the key again"
+    )
+    assert_no_key(everything_about(info.value))
+
+
+@pytest.mark.parametrize("key", BROKEN_KEYS[:2], ids=["space", "lf"])
+def test_a_broken_key_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("LEGNEXT_API_KEY", key)
+    with pytest.raises(ValueError, match=r"^LEGNEXT_API_KEY has whitespace") as info:
+        LegnextClient()
+    assert_no_key(everything_about(info.value))
+
+
+def _poisoned(client: Any, key: str) -> None:
+    """Make the client send `key` although it was built with the clean one: the way a
+    key that slipped past the checks reaches h11 (which refuses it locally)."""
+    client._http.auth._api_key = SecretStr(key)
+
+
+@pytest.mark.parametrize("key", PADDED_KEYS[:2], ids=["lf", "crlf"])
+def test_a_refused_header_is_not_sent_and_not_an_unknown_outcome(
+    secret_sim: Any, caplog: pytest.LogCaptureFixture, key: str
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    with LegnextClient(CLEAN_KEY, base_url=secret_sim.base_url, retry=QUICK) as client:
+        _poisoned(client, key)
+        with pytest.raises(TransportError) as info:  # not OutcomeUnknownError
+            client.diffusion(text="a cat")
+    assert "LocalProtocolError" in str(info.value) and "**" in str(info.value)
+    # Ours only: httpcore's DEBUG trace prints the refused value, which is why a key that
+    # could be refused never gets this far (the tests above).
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("prefect_legnext")]
+    assert any("retrying" in text for text in ours)
+    assert_no_key(everything_about(info.value), *ours)
+    assert secret_sim.stats()["jobs_total"] == 0
+
+
+def test_a_refused_header_releases_the_ledger_record(secret_sim: Any, tmp_path: Any) -> None:
+    from prefect_legnext.core.models import DiffusionRequest
+    from prefect_legnext.orchestration.ledger import LocalLedger, submit_once
+
+    ledger = LocalLedger(tmp_path)
+    request = DiffusionRequest(text="a cat")
+    with LegnextClient(CLEAN_KEY, base_url=secret_sim.base_url, retry=NO_RETRY) as client:
+        _poisoned(client, CLEAN_KEY + "\n")
+        with pytest.raises(TransportError) as info:
+            submit_once(client, ledger, request, "key-1")
+        assert_no_key(everything_about(info.value))
+        assert ledger.get("key-1") is None  # nothing blocks the next try
+    with LegnextClient(CLEAN_KEY, base_url=secret_sim.base_url) as client:
+        _, reused = submit_once(client, ledger, request, "key-1")
+    assert not reused and secret_sim.stats()["jobs_total"] == 1
+
+
+def test_redaction_covers_every_rendering_of_the_key() -> None:
+    from prefect_legnext.core.client import REDACTED, redact
+
+    for key in (CLEAN_KEY, *PADDED_KEYS, "lgx-é-42"):
+        for shown in (key, key.strip(), repr(key), repr(key.encode()), str(key.encode())):
+            text = redact(f"Illegal header value {shown}!", key)
+            assert REDACTED in text
+            assert key.strip() not in text and repr(key.strip().encode())[2:-1] not in text
+
+
+def test_request_headers_repr_masks_the_key(secret_sim: Any) -> None:
+    with LegnextClient(CLEAN_KEY, base_url=secret_sim.base_url) as client:
+        response = client._http.get("/api/account/balance")  # through our auth, as sent
+    assert response.status_code == 200
+    headers = response.request.headers
+    assert headers["x-api-key"] == CLEAN_KEY  # sent as is
+    assert_no_key(repr(headers), str(headers), repr(response.request))
+    assert "x-api-key" in repr(headers) and "user-agent" in repr(headers)
+
+
+# --- the credentials block ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", PADDED_KEYS, ids=["lf", "crlf", "spaces"])
+def test_the_block_strips_a_padded_key(secret_sim: Any, key: str) -> None:
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+
+    block = LegnextCredentials(api_key=key, base_url=secret_sim.base_url)
+    assert block.api_key.get_secret_value() == CLEAN_KEY
+    with block.get_client() as client:
+        assert client.balance().available_points > 0
+    assert_no_key(repr(block), str(block))
+
+
+@pytest.mark.parametrize("key", BROKEN_KEYS, ids=["space", "lf", "nul", "non-ascii"])
+def test_the_block_refuses_a_broken_key_without_echo(key: str) -> None:
+    from pydantic import ValidationError
+
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+
+    with pytest.raises(ValidationError) as info:
+        LegnextCredentials(api_key=key)
+    assert "api_key has whitespace" in str(info.value)
+    assert_no_key(everything_about(info.value))
+
+
+def test_a_pickled_block_holds_the_key_but_shows_it_nowhere() -> None:
+    """Process and Dask task runners pickle the block they ship: it must carry the key
+    (documented in docs/prefect.md); its repr must not."""
+    import pickle
+
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+
+    shipped = pickle.dumps(LegnextCredentials(api_key=CLEAN_KEY + "\n"))
+    block = pickle.loads(shipped)  # noqa: S301  (our own bytes)
+    assert block.api_key.get_secret_value() == CLEAN_KEY
+    assert_no_key(repr(block), str(block), repr(block.get_client()))
+
+
+@pytest.mark.parametrize("key", BROKEN_KEYS[:2], ids=["space", "lf"])
+def test_resolved_credentials_refuse_a_broken_environment_key(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    from prefect_legnext.orchestration.errors import ConfigurationError
+    from prefect_legnext.orchestration.resolve import resolve_credentials
+
+    monkeypatch.setenv("LEGNEXT_API_KEY", key)
+    with pytest.raises(ConfigurationError, match=r"^LEGNEXT_API_KEY has whitespace") as info:
+        resolve_credentials("")
+    assert_no_key(everything_about(info.value))
+
+
+def test_resolved_credentials_strip_a_padded_environment_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect_legnext.orchestration.resolve import resolve_credentials
+
+    monkeypatch.setenv("LEGNEXT_API_KEY", CLEAN_KEY + "\r\n")
+    credentials, source = resolve_credentials("")
+    assert credentials.api_key.get_secret_value() == CLEAN_KEY
+    assert_no_key(source)
