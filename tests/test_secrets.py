@@ -488,3 +488,105 @@ def test_resolved_credentials_strip_a_padded_environment_key(
     credentials, source = resolve_credentials("")
     assert credentials.api_key.get_secret_value() == CLEAN_KEY
     assert_no_key(source)
+
+
+# --- flows on a Prefect test server: run logs, state messages -------------------------------------
+
+
+def _run_logs_and_state(flow_run_id: Any) -> str:
+    """Everything the Prefect server keeps about a flow run's words: its logs and its
+    state messages."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+        states = client.read_flow_run_states(flow_run_id)
+    return "\n".join([log.message for log in logs] + [s.message or "" for s in states])
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("key", PADDED_KEYS[:2], ids=["lf", "crlf"])
+def test_a_flow_runs_with_a_padded_environment_key_and_logs_no_key(
+    secret_sim: Any, local_s3_server: Any, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    from prefect_legnext.orchestration.flows import legnext_pipeline
+    from prefect_legnext.orchestration.plans import ChainStep
+
+    bucket = local_s3_server.create_bucket()
+    storage = f"outputs-{bucket.bucket_name}"
+    bucket.save(storage)
+    monkeypatch.setenv("LEGNEXT_API_KEY", key)
+    monkeypatch.setenv("LEGNEXT_BASE_URL", secret_sim.base_url)
+    monkeypatch.setenv("LEGNEXT_POLL_SCALE", str(secret_sim.config.time_scale))
+
+    state = legnext_pipeline(
+        steps=[ChainStep(action="shorten", prompt="a long prompt about a harbour")],
+        credentials_block="",
+        storage_block=storage,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert secret_sim.stats()["jobs_total"] == 1
+    text = _run_logs_and_state(state.state_details.flow_run_id)
+    assert "Legnext credentials from environment" in text
+    assert_no_key(text)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_flow_with_a_broken_environment_key_fails_in_one_line_without_it(
+    secret_sim: Any, local_s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect_legnext.orchestration.flows import legnext_pipeline
+    from prefect_legnext.orchestration.plans import ChainStep
+
+    bucket = local_s3_server.create_bucket()
+    storage = f"outputs-{bucket.bucket_name}"
+    bucket.save(storage)
+    monkeypatch.setenv("LEGNEXT_API_KEY", "lgx-SECRET 4242")
+    monkeypatch.setenv("LEGNEXT_BASE_URL", secret_sim.base_url)
+
+    state = legnext_pipeline(
+        steps=[ChainStep(action="shorten", prompt="a long prompt")],
+        credentials_block="",
+        storage_block=storage,
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert "LEGNEXT_API_KEY has whitespace" in (state.message or "")
+    assert_no_key(_run_logs_and_state(state.state_details.flow_run_id))
+    assert secret_sim.stats()["jobs_total"] == 0
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("how", "key"),
+    [("env", CLEAN_KEY + "\n"), ("env", CLEAN_KEY + "\r\n"), ("option", f" {CLEAN_KEY}\n")],
+)
+def test_the_cli_strips_a_padded_key(secret_sim: Any, tmp_path: Any, how: str, key: str) -> None:
+    from cli_support import cli_env, run_cli
+
+    args = ["balance", "--base-url", secret_sim.base_url]
+    env = cli_env(tmp_path / "home", **({"LEGNEXT_API_KEY": key} if how == "env" else {}))
+    result = run_cli(*args, *(["--api-key", key] if how == "option" else []), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "points available" in result.stdout
+    assert_no_key(result.stdout, result.stderr)
+
+
+# (A process environment cannot carry NUL.)
+@pytest.mark.parametrize("key", [k for k in BROKEN_KEYS if "\x00" not in k])
+def test_the_cli_refuses_a_broken_key_in_one_line(secret_sim: Any, tmp_path: Any, key: str) -> None:
+    from cli_support import cli_env, one_error_line, run_cli
+
+    env = cli_env(tmp_path / "home", LEGNEXT_API_KEY=key)
+    result = run_cli("balance", "--base-url", secret_sim.base_url, cwd=tmp_path, env=env)
+    line = one_error_line(result)
+    assert line.startswith("the API key (LEGNEXT_API_KEY or --api-key) has whitespace"), line
+    assert_no_key(result.stdout, result.stderr)
