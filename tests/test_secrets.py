@@ -590,3 +590,16 @@ def test_the_cli_refuses_a_broken_key_in_one_line(secret_sim: Any, tmp_path: Any
     line = one_error_line(result)
     assert line.startswith("the API key (LEGNEXT_API_KEY or --api-key) has whitespace"), line
     assert_no_key(result.stdout, result.stderr)
+
+
+def test_the_chain_command_refuses_a_broken_environment_key_before_starting(
+    tmp_path: Any,
+) -> None:
+    from cli_support import cli_env, one_error_line, prefect_database_in, run_cli
+
+    home = tmp_path / "home"
+    env = cli_env(home, LEGNEXT_API_KEY="lgx-SECRET 4242", LEGNEXT_S3_BUCKET="outputs")
+    result = run_cli("chain", "a tower", cwd=tmp_path, env=env, timeout=120)
+    assert one_error_line(result).startswith("LEGNEXT_API_KEY has whitespace")
+    assert prefect_database_in(home) == []  # refused before any Prefect server started
+    assert_no_key(result.stdout, result.stderr)
