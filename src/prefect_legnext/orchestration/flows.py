@@ -31,7 +31,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
@@ -259,6 +259,12 @@ def _current_flow_run() -> FlowRun | None:
     return context.flow_run if context is not None else None
 
 
+def _in_a_run() -> bool:
+    """Whether a flow or task run is current: artifacts belong to one (Prefect deprecates
+    them outside), so a direct ``flow.fn(...)`` call makes none."""
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     """The run's logger, or this module's for a direct ``flow.fn(...)`` call (Prefect's
     run logger refuses to work outside a run)."""
@@ -424,6 +430,8 @@ def _step_artifact(
     settings: RunSettings, label: str, result: StepResult, stored: PersistedJob
 ) -> None:
     """A gallery of the step's outputs, linked through presigned URLs of our copies."""
+    if not _in_a_run():
+        return
     lines = [
         f"### {label}: step {result.index}, {result.action}",
         f"Job `{result.job_id}`, {result.points} points, {result.duration_seconds:.1f}s.",
@@ -447,6 +455,8 @@ def _step_artifact(
 def _summary_artifact(settings: RunSettings, chains: list[ChainResult], key: str) -> None:
     """One row per step: the chain's prompt, the job, its points and where its outputs are
     (the S3 prefix, and a presigned link to the grid or first output)."""
+    if not _in_a_run():
+        return
     rows = []
     for chain in chains:
         for step in chain.steps:
@@ -683,8 +693,10 @@ def legnext_batch(
         chains, credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
         retexture_source, idempotency_scope,
     )  # fmt: skip
-    progress = _sync(
-        create_progress_artifact(progress=0.0, description="Legnext batch: chains done")
+    progress = (
+        _sync(create_progress_artifact(progress=0.0, description="Legnext batch: chains done"))
+        if _in_a_run()
+        else None
     )
     futures = []
     for i, (prompt, plan) in enumerate(zip(prompts, plans, strict=True)):
