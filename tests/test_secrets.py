@@ -603,3 +603,33 @@ def test_the_chain_command_refuses_a_broken_environment_key_before_starting(
     assert one_error_line(result).startswith("LEGNEXT_API_KEY has whitespace")
     assert prefect_database_in(home) == []  # refused before any Prefect server started
     assert_no_key(result.stdout, result.stderr)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_saved_block_with_a_broken_key_is_one_line_without_it(secret_sim: Any) -> None:
+    """A block saved where our check does not run (the UI, an older version) with a
+    space inside its key: loading names the block and the problem, never the key; one
+    saved with a trailing newline is stripped on load."""
+    from uuid import uuid4
+
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.errors import ConfigurationError
+    from prefect_legnext.orchestration.resolve import resolve_credentials
+
+    def save_unchecked(key: str) -> str:
+        name = f"legnext-raw-{uuid4().hex[:8]}"
+        fields = {"api_key": SecretStr(key), "base_url": secret_sim.base_url}
+        LegnextCredentials.model_construct(**fields).save(name)
+        return name
+
+    broken = save_unchecked("lgx-SECRET 4242")
+    with pytest.raises(ConfigurationError) as info:
+        resolve_credentials(broken)
+    assert str(info.value).startswith(f"saved Legnext Credentials block {broken!r} is invalid")
+    assert "api_key has whitespace" in str(info.value)
+    assert_no_key(everything_about(info.value))
+
+    padded, _ = resolve_credentials(save_unchecked(CLEAN_KEY + "\n"))
+    assert padded.api_key.get_secret_value() == CLEAN_KEY
+    with padded.get_client() as client:
+        assert client.balance().available_points > 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, TypeVar
 
+from pydantic import ValidationError
+
 from prefect_legnext.core.client import DEFAULT_BASE_URL, clean_api_key
 from prefect_legnext.orchestration.blocks import LegnextCredentials
 from prefect_legnext.orchestration.errors import ConfigurationError
@@ -35,12 +37,20 @@ def _saved(block_type: type[BlockT], name: str, default: str) -> BlockT | None:
     (``""`` asks for the environment) or the default name with no block saved."""
     if not name:
         return None
+    kind = block_type.get_block_type_name()
     try:
         return block_type.load(name)  # type: ignore[return-value]
+    except RuntimeError as exc:  # Prefect's "Unable to load ... due to failed validation"
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        # e.g. a key saved through the UI with a space inside; the messages show no input.
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.__cause__.errors()
+        )
+        raise ConfigurationError(f"saved {kind} block {name!r} is invalid: {problems}") from None
     except ValueError:  # Prefect's "Unable to find block document named ..."
         if name == default:
             return None
-        kind = block_type.get_block_type_name()
         raise ConfigurationError(
             f"no saved {kind} block named {name!r}: save one under that name or pass "
             f"an existing one (only {default!r} falls back to the environment)"
