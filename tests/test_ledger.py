@@ -3,9 +3,12 @@ reconciliation that will not guess, failed jobs, and both storages."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ from prefect_aws import S3Bucket
 
 from prefect_legnext import Job, OutcomeUnknownError
 from prefect_legnext.core.models import DiffusionRequest
+from prefect_legnext.orchestration import ledger as ledger_module
+from prefect_legnext.orchestration.errors import BucketNotFoundError, StorageUnavailableError
 from prefect_legnext.orchestration.ledger import (
     JobLedger,
     LedgerRecord,
@@ -22,7 +27,9 @@ from prefect_legnext.orchestration.ledger import (
     submit_once,
 )
 from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator.s3 import LocalS3Server
 from prefect_legnext.testing import legnext_client_for
+from s3_faults import Fault, FaultPlan, S3FaultProxy, bucket_through
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -135,3 +142,75 @@ def test_a_stale_submitting_record_is_reconciled_not_waited_for(
         job, reused = submit_once(client, ledger, request, "dead", on_unknown="resubmit")
     assert reused is False and sim.stats()["jobs_total"] == 1
     assert ledger.get("dead").job_id == job.job_id  # type: ignore[union-attr]
+
+
+def test_a_lost_answer_to_the_first_write_is_taken_as_ours(
+    legnext_simulator: LegnextSimulator,
+    local_s3_server: LocalS3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # S3 stores the write-ahead record but its answer is lost; botocore sends the PUT
+    # again and gets 412 (If-None-Match: *) for the record it wrote itself.
+    bucket = local_s3_server.create_bucket()
+    plan = FaultPlan("lose", times=1, method="PUT", path="/_ledger/")
+
+    def no_wait(seconds: float) -> None:
+        raise AssertionError(f"the submit waited {seconds} s on its own record")
+
+    monkeypatch.setattr(ledger_module, "time", SimpleNamespace(sleep=no_wait))
+    with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
+        ledger = S3Ledger(bucket_through(proxy, bucket))
+        with legnext_client_for(legnext_simulator) as client:
+            job, reused = submit_once(client, ledger, DiffusionRequest(text="lost"), "lost-answer")
+    assert plan.broken == 1, plan.seen
+    assert [line.split()[0] for line in plan.seen].count("PUT") >= 3  # create, retry, job id
+    assert reused is False
+    stats = legnext_simulator.stats()
+    assert stats["requests"]["POST diffusion"] == 1 and stats["jobs_total"] == 1
+    stored = S3Ledger(bucket).get("lost-answer")
+    assert stored is not None and stored.state == "submitted" and stored.job_id == job.job_id
+
+
+def test_another_writers_record_is_not_taken_for_ours(legnext_s3_bucket: S3Bucket) -> None:
+    ledger = S3Ledger(legnext_s3_bucket)
+    assert ledger.create(_record("mine", writer="a" * 32)) is True
+    assert ledger.create(_record("mine", writer="b" * 32)) is False
+    assert ledger.create(_record("mine", writer=None)) is False
+    # Records written before writer tokens read, and are nobody's.
+    s3 = legnext_s3_bucket.credentials.get_s3_client()
+    old = _record("old").model_dump(mode="json", exclude={"writer"})
+    s3.put_object(Bucket=legnext_s3_bucket.bucket_name, Key=f"{ledger.prefix}/old.json",
+                  Body=json.dumps(old).encode())  # fmt: skip
+    assert (record := ledger.get("old")) is not None and record.writer is None
+    assert ledger.create(_record("old", writer="a" * 32)) is False
+
+
+@pytest.mark.parametrize("fault", ["reset", "cut"])
+def test_every_ledger_call_treats_a_broken_connection_as_transient(
+    fault: Fault, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.create_bucket()
+    S3Ledger(bucket).put(_record("there"))
+    calls: dict[str, Callable[[S3Ledger], object]] = {
+        "create": lambda ledger: ledger.create(_record("new", writer="c" * 32)),
+        "put": lambda ledger: ledger.put(_record("there")),
+        "get": lambda ledger: ledger.get("there"),
+        "delete": lambda ledger: ledger.delete("there"),
+        "records_since": lambda ledger: ledger.records_since(datetime.now(UTC) - timedelta(1)),
+    }
+    if fault == "cut":  # a truncated body: the calls whose answer has one
+        calls = {name: calls[name] for name in ("get", "records_since")}
+    for name, call in calls.items():
+        # Every connection broken, more times than botocore retries.
+        plan = FaultPlan(fault, times=1000)
+        with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
+            ledger = S3Ledger(bucket_through(proxy, bucket, total_attempts=2))
+            with pytest.raises(StorageUnavailableError):
+                call(ledger)
+        assert plan.broken >= 1, name
+
+
+def test_a_missing_ledger_bucket_stays_permanent(local_s3_server: LocalS3Server) -> None:
+    ledger = S3Ledger(local_s3_server.bucket_block("no-such-ledger-bucket"))
+    with pytest.raises(BucketNotFoundError):
+        ledger.create(_record("k"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -20,6 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import urllib3.exceptions
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 from prefect_aws import S3Bucket
 
 from prefect_legnext.core.responses import Job
@@ -28,11 +38,19 @@ from prefect_legnext.orchestration.errors import (
     OutputExpiredError,
     StorageAccessError,
     StorageError,
+    StorageUnavailableError,
 )
-from prefect_legnext.orchestration.storage import PART_BYTES, persist_job, presigned_url
+from prefect_legnext.orchestration.storage import (
+    PART_BYTES,
+    persist_job,
+    presigned_url,
+    storage_error,
+)
+from prefect_legnext.orchestration.task_options import STORAGE_TRANSIENT_ERRORS
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.simulator.s3 import LocalS3Server
 from prefect_legnext.testing import legnext_client_for
+from s3_faults import FaultPlan, S3FaultProxy, bucket_through
 
 VIDEO_BYTES = 48 * 1024 * 1024
 
@@ -314,3 +332,94 @@ def test_large_video_streams_multipart_in_bounded_memory(
     assert head["ETag"].strip('"').endswith("-6")  # 6 parts of 8 MiB: a multipart upload
     assert sha(stored_bytes(bucket, item.key)) == item.sha256
     assert sha(httpx.get(video.output_urls[0]).content) == item.sha256
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+URL = "http://127.0.0.1:40312/bucket/key"  # a port with "403" in it is no access error
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionClosedError(endpoint_url=URL),
+        ReadTimeoutError(endpoint_url=URL),
+        EndpointConnectionError(endpoint_url=URL),
+        ResponseStreamingError(error="Connection broken"),
+        IncompleteReadError(actual_bytes=1, expected_bytes=2),
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104)),
+        ConnectionResetError(104, "Connection reset by peer"),
+        http.client.IncompleteRead(b"x", 10),
+        _client_error("SlowDown", 503),
+        _client_error("InternalError", 500),
+        _client_error("503", 503),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_closed_reset_and_busy_s3_is_transient(exc: Exception, legnext_s3_bucket: S3Bucket) -> None:
+    error = storage_error(legnext_s3_bucket, exc)
+    assert isinstance(error, StorageUnavailableError) and isinstance(
+        error, STORAGE_TRANSIENT_ERRORS
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_client_error("NoSuchBucket", 404), BucketNotFoundError),
+        (_client_error("AccessDenied", 403), StorageAccessError),
+        (_client_error("InvalidAccessKeyId", 403), StorageAccessError),
+        (_client_error("403", 403), StorageAccessError),
+        (_client_error("InvalidArgument", 400), StorageError),
+    ],
+)
+def test_permanent_s3_errors_stay_permanent(
+    exc: Exception, kind: type[StorageError], legnext_s3_bucket: S3Bucket
+) -> None:
+    error = storage_error(legnext_s3_bucket, exc)
+    assert type(error) is kind and not isinstance(error, STORAGE_TRANSIENT_ERRORS)
+
+
+def test_an_upload_reset_is_retried_and_leaves_no_partial_object(
+    legnext_simulator: LegnextSimulator, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.create_bucket()
+    job = completed(legnext_simulator)
+    # The third file's upload is reset mid-request more often than botocore retries.
+    plan = FaultPlan("reset", times=2, method="PUT", path="/2.png")
+    with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
+        flaky = bucket_through(proxy, bucket, total_attempts=2)
+        with pytest.raises(StorageUnavailableError):
+            persist_job(job, flaky)
+        assert plan.broken == 2, plan.seen
+        # What the task's retry does: persist again once S3 answers.
+        result = persist_job(job, flaky)
+    assert [f.reused for f in result.files] == [True, True, False, False]
+    originals = [sha(httpx.get(url).content) for url in job.output_urls]
+    assert [f.sha256 for f in result.files] == originals
+    s3 = bucket.credentials.get_s3_client()
+    listed = s3.list_objects_v2(Bucket=bucket.bucket_name)["Contents"]
+    stored = {item["Key"]: sha(stored_bytes(bucket, item["Key"])) for item in listed}
+    expected = {f.key: f.sha256 for f in [*result.files, result.grid] if f is not None}
+    assert {key: digest for key, digest in stored.items() if key in expected} == expected
+    assert set(stored) == {*expected, result.sidecar_uri.split("/", 3)[3]}
+
+
+def test_a_truncated_sidecar_read_is_transient(
+    legnext_simulator: LegnextSimulator, local_s3_server: LocalS3Server
+) -> None:
+    bucket = local_s3_server.create_bucket()
+    job = completed(legnext_simulator)
+    persist_job(job, bucket)
+    plan = FaultPlan("cut", times=1000, method="GET", path="/job.json")
+    with (
+        S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy,
+        pytest.raises(StorageUnavailableError),
+    ):
+        persist_job(job, bucket_through(proxy, bucket, total_attempts=2))
+    assert plan.broken >= 1

@@ -29,12 +29,13 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
@@ -69,6 +70,10 @@ class LedgerRecord(BaseModel):
     submitted_at: datetime
     updated_at: datetime
     callback: str | None = None
+    # Random per written record: when S3's answer to our conditional create is lost and
+    # botocore's retry gets 412, the record found is ours if it carries our token.
+    # None in records written before tokens existed (they read as another writer's).
+    writer: str | None = None
 
 
 class JobLedger(Protocol):
@@ -76,7 +81,8 @@ class JobLedger(Protocol):
 
     def get(self, key: str) -> LedgerRecord | None: ...
     def create(self, record: LedgerRecord) -> bool:
-        """Write `record` only if its key has none yet; False when another was first."""
+        """Write `record` only if its key has none yet; False when another was first
+        (True when the record found is this very one, written by a lost-answer try)."""
         ...
 
     def put(self, record: LedgerRecord) -> None: ...
@@ -161,11 +167,17 @@ class S3Ledger:
         return f"{self.prefix}/{key}.json"
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from prefect_legnext.orchestration.storage import storage_error
+        return self._guarded(getattr(self._s3, method), Bucket=self.bucket.bucket_name, **kwargs)
+
+    def _guarded(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """`call`, with S3's failures as the package's storage errors (a connection
+        closed or reset is `StorageUnavailableError`: the submit task retries it);
+        a lost race or a missing key stays a ClientError for the caller to read."""
+        from prefect_legnext.orchestration.storage import S3_ERRORS, storage_error
 
         try:
-            return getattr(self._s3, method)(Bucket=self.bucket.bucket_name, **kwargs)
-        except (ClientError, BotoCoreError, OSError) as exc:
+            return call(*args, **kwargs)
+        except S3_ERRORS as exc:
             if isinstance(exc, ClientError) and _code(exc) in _LOST_RACE + _MISSING:
                 raise
             raise storage_error(self.bucket, exc) from exc
@@ -177,7 +189,8 @@ class S3Ledger:
             if _code(exc) in _MISSING:
                 return None
             raise
-        return LedgerRecord.model_validate_json(answer["Body"].read())
+        # The body streams after the call returned: a reset here is just as transient.
+        return LedgerRecord.model_validate_json(self._guarded(answer["Body"].read))
 
     def _write(self, record: LedgerRecord, **conditions: str) -> None:
         self._call(
@@ -192,9 +205,15 @@ class S3Ledger:
         try:
             self._write(record, IfNoneMatch="*")
         except ClientError as exc:
-            if _code(exc) in _LOST_RACE:
+            if _code(exc) not in _LOST_RACE:
+                raise
+            # botocore retries a PUT whose answer was lost; if S3 had stored it, the
+            # retry gets 412 for our own record. Taking that for another writer's
+            # would leave the submit waiting on itself, then "outcome unknown" forever.
+            stored = self.get(record.key)
+            if stored is None or record.writer is None:
                 return False
-            raise
+            return stored.writer == record.writer
         return True
 
     def put(self, record: LedgerRecord) -> None:
@@ -205,16 +224,18 @@ class S3Ledger:
 
     def records_since(self, since: datetime) -> list[LedgerRecord]:
         records = []
+        for item in self._guarded(self._listing):
+            if item["LastModified"] >= since:
+                record = self.get(item["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
+                if record is not None and record.updated_at >= since:
+                    records.append(record)
+        return records
+
+    def _listing(self) -> list[dict[str, Any]]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket.bucket_name, Prefix=f"{self.prefix}/"
         )
-        for page in pages:
-            for item in page.get("Contents", []):
-                if item["LastModified"] >= since:
-                    record = self.get(item["Key"].rsplit("/", 1)[-1].removesuffix(".json"))
-                    if record is not None and record.updated_at >= since:
-                        records.append(record)
-        return records
+        return [item for page in pages for item in page.get("Contents", [])]
 
 
 _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
@@ -374,6 +395,7 @@ def _record(
         submitted_at=now,
         updated_at=now,
         callback=callback,
+        writer=uuid.uuid4().hex,
     )
 
 

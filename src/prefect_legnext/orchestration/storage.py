@@ -22,14 +22,27 @@ import hashlib
 import json
 import logging
 import mimetypes
+import ssl
 import time
 from datetime import UTC, datetime
+from http.client import HTTPException
 from tempfile import SpooledTemporaryFile
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+import urllib3.exceptions
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import (
+    BotoCoreError,
+    ChecksumError,
+    ClientError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import SSLError as BotoSSLError
 from pydantic import BaseModel, Field
 
 from prefect_legnext.core.responses import Job
@@ -192,7 +205,7 @@ def _stored_sidecar(s3: Any, bucket: S3Bucket, key: str) -> PersistedJob | None:
         if _code(exc) in ("NoSuchKey", "404"):
             return None
         raise storage_error(bucket, exc) from exc
-    except (BotoCoreError, OSError) as exc:
+    except S3_ERRORS as exc:  # e.g. the connection reset while the body was read
         raise storage_error(bucket, exc) from exc
     sidecar = json.loads(body)
     files = [PersistedFile.model_validate({**f, "reused": True}) for f in sidecar["files"]]
@@ -311,7 +324,7 @@ def _head(s3: Any, bucket: S3Bucket, key: str) -> dict[str, Any] | None:
         if _code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise storage_error(bucket, exc) from exc
-    except (BotoCoreError, OSError) as exc:
+    except S3_ERRORS as exc:
         raise storage_error(bucket, exc) from exc
     return head
 
@@ -319,39 +332,90 @@ def _head(s3: Any, bucket: S3Bucket, key: str) -> dict[str, Any] | None:
 def _s3_call(bucket: S3Bucket, call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
-    except (ClientError, BotoCoreError, OSError) as exc:
+    except S3_ERRORS as exc:
         raise storage_error(bucket, exc) from exc
-    except Exception as exc:  # boto3's S3UploadFailedError wraps the ClientError as text
-        if type(exc).__name__ == "S3UploadFailedError":
-            raise storage_error(bucket, exc) from exc
-        raise
+
+
+# What an S3 call can raise: service answers (ClientError), botocore's own errors, and
+# the transport's (sockets, http.client, urllib3) when they escape botocore, e.g. while
+# a response body is read after the call returned.
+S3_ERRORS: tuple[type[Exception], ...] = (
+    ClientError,
+    BotoCoreError,
+    S3UploadFailedError,
+    OSError,
+    HTTPException,
+    urllib3.exceptions.HTTPError,
+)
+_ACCESS_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+     "InvalidToken", "ExpiredToken", "AccountProblem", "403"}
+)  # fmt: skip
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+     "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "OperationAborted"}
+)  # fmt: skip
+# A connection refused, closed or reset, a timeout, a body cut short or garbled on the
+# way: the request may not have reached S3, or its answer did not come back whole.
+_TRANSIENT_TRANSPORT: tuple[type[Exception], ...] = (
+    HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+    BotoConnectionError,  # EndpointConnectionError, ConnectTimeoutError
+    IncompleteReadError,
+    ChecksumError,  # a body damaged on the way
+    FlexibleChecksumError,
+    OSError,
+    HTTPException,  # IncompleteRead, RemoteDisconnected
+    urllib3.exceptions.HTTPError,  # ProtocolError
+)
 
 
 def storage_error(bucket: S3Bucket, exc: Exception) -> StorageError:
+    """The package's error for a failed S3 call: permanent ones (no bucket, no access)
+    name what to fix; transient ones are `StorageUnavailableError`, which the tasks
+    retry, because a persist that gives up loses a paid result once Legnext's URLs
+    expire."""
     name = bucket.bucket_name
     endpoint = bucket.credentials.aws_client_parameters.endpoint_url or "AWS"
-    code = _code(exc) if isinstance(exc, ClientError) else ""
-    text = f"{code} {exc}"
-    if "NoSuchBucket" in text:
-        return BucketNotFoundError(f"S3 bucket {name!r} does not exist at {endpoint}")
-    if any(
-        marker in text
-        for marker in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
-    ):
-        return StorageAccessError(
-            f"S3 refused access to bucket {name!r} at {endpoint} ({code or type(exc).__name__}): "
-            "check the credentials block"
-        )
-    if isinstance(exc, EndpointConnectionError | OSError) or code in (
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "500",
-        "503",
-    ):
-        return StorageUnavailableError(f"S3 at {endpoint} unavailable for bucket {name!r}: {exc}")
+    for cause in _causes(exc):  # boto3's S3UploadFailedError carries its ClientError
+        if isinstance(cause, ClientError):
+            code = _code(cause)
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code == "NoSuchBucket":
+                return BucketNotFoundError(f"S3 bucket {name!r} does not exist at {endpoint}")
+            if code in _ACCESS_CODES or status == 403:
+                return StorageAccessError(
+                    f"S3 refused access to bucket {name!r} at {endpoint} ({code}): "
+                    "check the credentials block"
+                )
+            if code in _TRANSIENT_CODES or status in (408, 429) or status >= 500:
+                return _unavailable(endpoint, name, exc)
+            break
+        if isinstance(cause, _TRANSIENT_TRANSPORT) and not _bad_certificate(cause):
+            return _unavailable(endpoint, name, exc)
     return StorageError(f"S3 operation on bucket {name!r} failed: {exc}")
+
+
+def _unavailable(endpoint: str, name: str, exc: Exception) -> StorageUnavailableError:
+    return StorageUnavailableError(
+        f"S3 at {endpoint} unavailable for bucket {name!r} "
+        f"({type(exc).__name__}: {exc}); safe to retry"
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _bad_certificate(exc: BaseException) -> bool:
+    # A certificate that does not verify will not verify on the next attempt either.
+    return isinstance(exc, BotoSSLError | ssl.SSLCertVerificationError) or (
+        "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    )
 
 
 def _code(exc: ClientError) -> str:
