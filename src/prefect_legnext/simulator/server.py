@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 
 from prefect_legnext.simulator.app import KeepRawSend, build_app
-from prefect_legnext.simulator.config import Faults, SimulatorConfig
+from prefect_legnext.simulator.config import Faults, SimulatorConfig, parse_fault_settings
 from prefect_legnext.simulator.engine import Engine
 
 START_TIMEOUT = 20.0
@@ -136,13 +136,15 @@ class LegnextSimulator:
         (see `SimulatorConfig.faults_for`). An empty dict turns every fault off.
 
         Raises:
-            ValueError: the simulator refused the settings (nothing was changed).
+            ValueError: the settings are refused (nothing was changed); a
+                `pydantic.ValidationError` for a bad value.
         """
         body = {
             # Only the fields the Faults sets: the others must still come from "*".
             name: spec.model_dump(exclude_unset=True) if isinstance(spec, Faults) else spec
             for name, spec in faults.items()
         }
+        parse_fault_settings(body)  # refused here, with pydantic's message, before sending
         response = httpx.put(f"{self.base_url}/_sim/faults", json=body, timeout=10)
         if response.status_code == 400:
             raise ValueError(response.json()["error"])
