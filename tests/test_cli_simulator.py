@@ -79,3 +79,72 @@ def test_parse_faults() -> None:
     assert parsed["inpaint"] == Faults(job_failure_rate=0.25, stuck_rate=0.1)
     with pytest.raises(ValueError, match="not a number"):
         parse_faults(["latency=fast"])
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--fault", "latency=inf"], "error: bad --fault 'latency=inf': Input should be a finite"),
+        (
+            ["--fault", "diffusion:stuck_rate=nan"],
+            "error: bad --fault 'diffusion:stuck_rate=nan': Input should be a finite",
+        ),
+        (["--fault", "files:download_delay=-1"], "greater than or equal to 0"),
+        (["--fault", "difusion:latency=1"], "unknown fault target 'difusion'"),
+        (["--time-scale", "inf"], "error: time_scale: Input should be a finite number"),
+    ],
+)
+def test_simulator_command_refuses_unbounded_settings(options: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [*CLI, "simulator", "--port", "0", *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert expected in result.stderr
+    assert "listening" not in result.stdout
+
+
+@pytest.mark.timeout(240)
+def test_simulator_process_survives_hostile_requests_without_tracebacks() -> None:
+    process = subprocess.Popen(
+        [*CLI, "simulator", "--port", "0", "--time-scale", "0.001"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        base_url = match.group(0)
+        headers = {"x-api-key": "sim-key"}
+        deep = b"[" * 10_000 + b"]" * 10_000
+        with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
+            for body in (deep, b'{"text": ' + deep + b"}", b"not json", b"\xff\xfe\xfd"):
+                answer = http.post("/api/v1/diffusion", content=body)
+                assert answer.status_code == 400 and answer.json()["code"] == 400
+            big = b'{"text": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+            assert http.post("/api/v1/diffusion", content=big).status_code == 413
+            for body in (b"[]", b'"x"', deep, b'{"*": {"latency": Infinity}}'):
+                assert http.put("/_sim/faults", content=body).status_code == 400
+            assert http.get("/_sim/faults").json() == {}
+            assert http.get("/api/account/balance").status_code == 200
+            created = http.post("/api/v1/shorten", json={"prompt": "still healthy"})
+            assert created.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+def test_parse_faults_refuses_non_finite_values() -> None:
+    with pytest.raises(ValueError, match=r"bad --fault 'latency=inf': Input should be a finite"):
+        parse_faults(["latency=inf"])
+    with pytest.raises(ValueError, match=r"'retry_after=1e9': Input should be less than"):
+        parse_faults(["retry_after=1e9"])

@@ -7,15 +7,19 @@ import hashlib
 import hmac
 import io
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image, ImageChops
+from pydantic import SecretStr, ValidationError
 
 from prefect_legnext import (
     BadRequestError,
@@ -30,9 +34,10 @@ from prefect_legnext import (
     RetryPolicy,
     ServerError,
 )
+from prefect_legnext.cli import parse_faults
 from prefect_legnext.core.endpoints import CREATE_ENDPOINTS
 from prefect_legnext.core.models import Mask, Polygon
-from prefect_legnext.simulator import LegnextSimulator
+from prefect_legnext.simulator import Faults, LegnextSimulator, SimulatorConfig
 from prefect_legnext.simulator.images import BLOCK, polygon_mask
 from prefect_legnext.testing import async_legnext_client_for, legnext_client_for
 
@@ -526,3 +531,236 @@ def test_fault_settings_are_validated(legnext_simulator: LegnextSimulator) -> No
     )
     assert answer.status_code == 400
     assert httpx.get(f"{legnext_simulator.base_url}/_sim/faults").json() == {}
+
+
+# -- robustness: bad settings and hostile bodies (issue 11) ------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "simulator.md"
+
+
+def _docs_fault_options() -> list[str]:
+    """The ``--fault`` values of the command in docs/simulator.md's "Starting it"."""
+    block = re.search(r"```bash\n(prefect-legnext simulator .*?)```", DOCS.read_text(), re.S)
+    assert block, "docs/simulator.md lost its `prefect-legnext simulator` example"
+    return re.findall(r"--fault (\S+)", block.group(1))
+
+
+def test_docs_fault_example_layers_endpoint_over_all() -> None:
+    """The docs' example, literally: every job may fail (5%), and diffusion creates
+    may also lose their answer (10%)."""
+    options = _docs_fault_options()
+    assert options == ["job_failure_rate=0.05", "diffusion:drop_after_accept_rate=0.1"]
+    config = SimulatorConfig(faults=parse_faults(options))
+    diffusion = config.faults_for("diffusion")
+    assert (diffusion.job_failure_rate, diffusion.drop_after_accept_rate) == (0.05, 0.1)
+    shorten = config.faults_for("shorten")
+    assert (shorten.job_failure_rate, shorten.drop_after_accept_rate) == (0.05, 0.0)
+
+
+@pytest.mark.timeout(180)
+def test_docs_fault_example_over_http() -> None:
+    """The docs' example served for real: diffusion jobs fail at the "*" rate as well
+    as losing answers at their own rate (seeded, so the counts are reproducible)."""
+    faults = parse_faults(_docs_fault_options())
+    with (
+        LegnextSimulator(time_scale=0.0005, seed=0, concurrency=50, faults=faults) as sim,
+        httpx.Client(base_url=sim.base_url, headers={"x-api-key": sim.api_key}) as http,
+    ):
+        dropped = 0
+        for number in range(200):
+            try:
+                answer = http.post("/api/v1/diffusion", json={"text": f"fox {number}"}, timeout=30)
+                assert answer.status_code == 200, answer.text
+            except httpx.TransportError:
+                dropped += 1
+        deadline = time.monotonic() + 120  # a bound for a busy machine, not a speed check
+        while time.monotonic() < deadline:
+            by_status = sim.stats()["jobs_by_status"]
+            if set(by_status) <= {"completed", "failed"}:
+                break
+            time.sleep(0.05)
+        assert set(by_status) <= {"completed", "failed"}, by_status
+        assert dropped > 0 and sim.stats()["dropped_responses"] == dropped
+        assert by_status.get("failed", 0) > 0  # "*" still applies to diffusion
+
+
+def test_endpoint_faults_override_only_the_fields_they_set(
+    legnext_simulator: LegnextSimulator,
+) -> None:
+    sim = legnext_simulator
+    sim.set_faults(
+        {
+            "*": {"job_failure_rate": 1.0},
+            "diffusion": {"drop_after_accept_rate": 1.0},
+            "shorten": Faults(job_failure_rate=0.0),  # explicitly 0: turns "*" off here
+        }
+    )
+    with legnext_client_for(sim) as client:
+        with pytest.raises(OutcomeUnknownError):
+            client.diffusion(text="dropped and failing")
+        with pytest.raises(JobFailedError):
+            client.wait_for_job(client.describe(img_url="https://example.com/a.png"))
+        assert client.wait_for_job(client.shorten(prompt="exempt")).is_completed
+        (lost,) = [job for job in sim.jobs() if job["task_type"] == "diffusion"]
+        with pytest.raises(JobFailedError):
+            client.wait_for_job(lost["job_id"])
+    # GET shows what was set, so GET then PUT keeps the layering.
+    shown = httpx.get(f"{sim.base_url}/_sim/faults", timeout=10).json()
+    assert shown == {
+        "*": {"job_failure_rate": 1.0},
+        "diffusion": {"drop_after_accept_rate": 1.0},
+        "shorten": {"job_failure_rate": 0.0},
+    }
+    assert httpx.put(f"{sim.base_url}/_sim/faults", json=shown, timeout=10).json() == shown
+
+
+BAD_FAULT_BODIES = [
+    pytest.param(b"[1, 2]", "not list", id="list"),
+    pytest.param(b'"latency"', "not str", id="string"),
+    pytest.param(b"null", "not NoneType", id="null"),
+    pytest.param(b"{nope", "bad fault settings", id="invalid-json"),
+    pytest.param(b"[" * 10_000 + b"]" * 10_000, "nested too deeply", id="deep"),
+    pytest.param(b'{"*": {"latency": Infinity}}', "*.latency: Input should be a finite", id="inf"),
+    pytest.param(b'{"*": {"latency": NaN}}', "*.latency: Input should be a finite", id="nan"),
+    pytest.param(b'{"*": {"latency": 601}}', "less than or equal to 600", id="too-long"),
+    pytest.param(b'{"*": {"latency": -1}}', "greater than or equal to 0", id="negative"),
+    pytest.param(b'{"*": null}', "*: Input should be a valid dictionary", id="null-spec"),
+    pytest.param(b'{"*": {"latency": "x"}}', "*.latency", id="not-a-number"),
+    pytest.param(b'{"*": {"laggy": 1}}', "*.laggy: Extra inputs", id="unknown-fault"),
+    pytest.param(
+        b'{"balance": {"latency": 1}, "difusion": {"latency": 1}}',
+        "unknown fault target 'difusion'",
+        id="unknown-target",
+    ),
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("body", "expected"), BAD_FAULT_BODIES)
+def test_bad_fault_settings_answer_400_and_change_nothing(
+    legnext_simulator: LegnextSimulator, body: bytes, expected: str
+) -> None:
+    sim = legnext_simulator
+    sim.set_faults({"shorten": {"stuck_rate": 0.5}})
+    before = httpx.get(f"{sim.base_url}/_sim/faults", timeout=10).json()
+    answer = httpx.put(f"{sim.base_url}/_sim/faults", content=body, timeout=10)
+    assert answer.status_code == 400
+    message = answer.json()["error"]
+    assert expected in message and "\n" not in message
+    assert httpx.get(f"{sim.base_url}/_sim/faults", timeout=10).json() == before
+    with legnext_client_for(sim) as client:  # no latency stored: answers come back
+        assert client.balance().available_points > 0
+
+
+def test_set_faults_refusal_is_a_value_error(legnext_simulator: LegnextSimulator) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        legnext_simulator.set_faults({"*": {"latency": math.inf}})
+    assert legnext_simulator.jobs() == []
+    assert httpx.get(f"{legnext_simulator.base_url}/_sim/faults", timeout=10).json() == {}
+
+
+HOSTILE_CREATE_BODIES = [
+    pytest.param(b"[" * 10_000 + b"]" * 10_000, id="deep-arrays"),
+    pytest.param(b'{"text": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", id="deep-in-object"),
+    pytest.param(b'{"text": "a", "x": ' + b'{"a":' * 500 + b"1" + b"}" * 501, id="deep-objects"),
+    pytest.param(b"text=a red fox", id="form"),
+    pytest.param(b"\xff\xfe\xfd not utf-8", id="binary"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b'{"text": "a fox"', id="truncated"),
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("body", HOSTILE_CREATE_BODIES)
+def test_malformed_create_bodies_answer_400_in_shape_a(
+    legnext_simulator: LegnextSimulator, body: bytes
+) -> None:
+    sim = legnext_simulator
+    headers = {"x-api-key": sim.api_key, "content-type": "application/json"}
+    answer = httpx.post(
+        f"{sim.base_url}/api/v1/diffusion", content=body, headers=headers, timeout=30
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == 400 and set(answer.json()) == {
+        "code", "message", "raw_message", "detail"
+    }  # fmt: skip
+    with legnext_client_for(sim) as client:  # still healthy
+        assert client.wait_for_job(client.shorten(prompt="still here")).is_completed
+    assert sim.stats()["jobs_total"] == 1
+
+
+@pytest.mark.timeout(120)
+def test_oversized_create_body_answers_413_in_shape_a(
+    legnext_simulator: LegnextSimulator,
+) -> None:
+    sim = legnext_simulator
+    headers = {"x-api-key": sim.api_key}
+    big = b'{"text": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    answer = httpx.post(
+        f"{sim.base_url}/api/v1/diffusion", content=big, headers=headers, timeout=60
+    )
+    assert answer.status_code == 413
+    assert answer.json() == {
+        "code": 413,
+        "message": "Request entity too large",
+        "raw_message": "Request entity too large",
+        "detail": None,
+    }
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit still holds
+        yield b'{"text": "'
+        for _ in range(40):
+            yield b"b" * 65536
+        yield b'"}'
+
+    answer = httpx.post(
+        f"{sim.base_url}/api/v1/diffusion", content=chunks(), headers=headers, timeout=60
+    )
+    assert answer.status_code == 413
+    assert httpx.get(f"{sim.base_url}/_sim/stats", timeout=10).json()["jobs_total"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_plain_string_api_key_works_end_to_end() -> None:
+    with LegnextSimulator(api_key="plain-str-key", time_scale=0.001) as sim:
+        assert isinstance(sim.config.api_key, SecretStr)
+        assert sim.api_key == "plain-str-key"
+        with legnext_client_for(sim) as client:
+            assert client.wait_for_job(client.shorten(prompt="a plain key")).is_completed
+        wrong = httpx.get(
+            f"{sim.base_url}/api/account/balance", headers={"x-api-key": "other"}, timeout=10
+        )
+        assert wrong.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"faults": {"*": {"latency": math.inf}}}, id="latency-inf"),
+        pytest.param({"faults": {"*": Faults()}, "time_scale": math.inf}, id="time-scale-inf"),
+        pytest.param({"time_scale": math.nan}, id="time-scale-nan"),
+        pytest.param({"time_scale": 601}, id="time-scale-too-slow"),
+        pytest.param({"output_ttl": math.inf}, id="ttl-inf"),
+        pytest.param({"faults": {"files": {"download_delay": -1}}}, id="negative-delay"),
+        pytest.param({"faults": {"*": {"retry_after": 601}}}, id="retry-after-too-long"),
+        pytest.param({"faults": {"diffusion": {"stuck_rate": math.nan}}}, id="rate-nan"),
+        pytest.param({"faults": {"diffusion": {"stuck_rate": 1.5}}}, id="rate-above-1"),
+        pytest.param({"faults": {"difusion": {"stuck_rate": 0.5}}}, id="unknown-target"),
+    ],
+)
+def test_python_settings_refuse_bad_numbers_before_start(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        LegnextSimulator(**settings)
+    with pytest.raises(ValidationError):
+        SimulatorConfig(**settings)
+
+
+def test_settings_refuse_bad_numbers_on_assignment() -> None:
+    faults = Faults()
+    with pytest.raises(ValidationError):
+        faults.latency = math.inf
+    config = SimulatorConfig()
+    with pytest.raises(ValidationError):
+        config.time_scale = math.nan
+    with pytest.raises(ValidationError):
+        Faults(job_failure_rate=-0.1)

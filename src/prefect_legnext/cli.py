@@ -216,9 +216,15 @@ def parse_faults(specs: list[str]) -> dict[str, Any]:
                 f"bad --fault {spec!r}: expected [ENDPOINT:]NAME=VALUE, NAME in {known}"
             )
         try:
-            grouped.setdefault(target or ALL_ENDPOINTS, {})[name] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"bad --fault {spec!r}: {value!r} is not a number") from None
+        try:  # each value on its own, so the error names the --fault that holds it
+            Faults.model_validate({name: number})
+        except ValidationError as exc:
+            rule = "; ".join(rule for _, rule in problems_of(exc))
+            raise ValueError(f"bad --fault {spec!r}: {rule}") from None
+        grouped.setdefault(target or ALL_ENDPOINTS, {})[name] = number
     return {target: Faults(**values) for target, values in grouped.items()}
 
 

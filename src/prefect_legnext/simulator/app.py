@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,12 +24,45 @@ from prefect_legnext.core.endpoints import (
     CREATE_ENDPOINTS,
     GET_JOB,
     CreateEndpoint,
+    problems_of,
 )
-from prefect_legnext.simulator.config import Faults
+from prefect_legnext.simulator.config import parse_fault_settings
 from prefect_legnext.simulator.engine import Engine, SimulatorError
 
 MAX_BODY_BYTES = 1024 * 1024  # above it, 413: simulator decision (API.md)
+# How much of an oversized body is read (and thrown away) so that the client, still
+# sending, gets its 413 rather than a broken pipe; past it the connection is closed
+# after the 413. Simulator decision.
+MAX_DRAIN_BYTES = 16 * MAX_BODY_BYTES
 RAW_SEND = "legnext.sim.raw_send"
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The request body, or None when it exceeds `MAX_BODY_BYTES` (never held whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_DRAIN_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_DRAIN_BYTES:
+            return None
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= MAX_BODY_BYTES else None
+
+
+def _load_json(raw: bytes) -> Any:
+    """`json.loads`, with nesting too deep for the parser read as invalid JSON.
+
+    Raises:
+        ValueError: not JSON (bad syntax, bad encoding or nested too deeply).
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _error(exc: SimulatorError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -71,15 +105,18 @@ def build_app(engine: Engine) -> Starlette:
             refused = await gate(request, route_name, endpoint.name)
             if refused is not None:
                 return refused
-            raw = await request.body()
-            if len(raw) > MAX_BODY_BYTES:
+            raw = await _read_body(request)
+            if raw is None:
                 return _error(SimulatorError(413, "Request entity too large"))
-            # A body that is not a JSON object: 400 in shape A, simulator decision (API.md).
+            # A body that is not a JSON object (deep nesting included): 400 in shape A,
+            # simulator decision (API.md).
             try:
-                body: Any = json.loads(raw)
-            except ValueError:
+                body: Any = _load_json(raw)
+            except ValueError as exc:
                 return _error(
-                    SimulatorError(400, "Invalid request parameters", raw="body is not JSON")
+                    SimulatorError(
+                        400, "Invalid request parameters", raw=f"body is not JSON: {exc}"
+                    )
                 )
             if not isinstance(body, dict):
                 return _error(
@@ -131,13 +168,23 @@ def build_app(engine: Engine) -> Starlette:
 
     async def sim_faults(request: Request) -> Response:
         if request.method == "PUT":
+            # The whole table is validated before any of it replaces the current one: a
+            # refused PUT changes nothing. The {"error": ...} body is a simulator decision.
+            raw = await _read_body(request)
+            if raw is None:
+                return JSONResponse({"error": "body too large"}, status_code=413)
             try:
-                body = await request.json()
-                parsed = {name: Faults.model_validate(spec) for name, spec in body.items()}
+                parsed = parse_fault_settings(_load_json(raw))
+            except ValidationError as exc:
+                problems = "; ".join(f"{where}: {rule}" for where, rule in problems_of(exc))
+                return JSONResponse({"error": f"bad fault settings: {problems}"}, status_code=400)
             except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
+                return JSONResponse({"error": f"bad fault settings: {exc}"}, status_code=400)
             engine.config.faults = parsed
-        return JSONResponse({k: v.model_dump() for k, v in engine.config.faults.items()})
+        # Only the fields each target sets, so that GET then PUT keeps the "*" layering.
+        return JSONResponse(
+            {k: v.model_dump(exclude_unset=True) for k, v in engine.config.faults.items()}
+        )
 
     async def sim_jobs(_request: Request) -> Response:
         return JSONResponse(

@@ -1,35 +1,107 @@
-"""Settings of the offline Legnext simulator, including its fault injection."""
+"""Settings of the offline Legnext simulator, including its fault injection.
+
+Every number is refused when it is not finite (``inf``, ``nan``) or out of bounds, so a
+bad setting fails at start (or answers 400 on ``PUT /_sim/faults``) instead of making
+every request hang.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
+
+from prefect_legnext.core.endpoints import (
+    ACCOUNT_INFO,
+    ACTIVE_TASKS,
+    BALANCE,
+    CREATE_ENDPOINTS,
+    GET_JOB,
+)
 
 ALL_ENDPOINTS = "*"
+FILES = "files"
+# Names a fault setting may be keyed by: "*", "files" (output downloads) and every
+# endpoint name. Refusing any other name (a typo would silently do nothing) is a
+# simulator decision, not the vendor's.
+FAULT_TARGETS: tuple[str, ...] = (
+    ALL_ENDPOINTS,
+    FILES,
+    *(e.name for e in CREATE_ENDPOINTS),
+    GET_JOB.name,
+    BALANCE.name,
+    ACCOUNT_INFO.name,
+    ACTIVE_TASKS.name,
+)
+# The longest injected delay (latency, download_delay, retry_after), in seconds: a
+# simulator decision, so that no setting can hang a request for ever.
+MAX_DELAY = 600.0
+# The largest time_scale (600x slower than real): a simulator decision keeping every job
+# duration finite.
+MAX_TIME_SCALE = 600.0
 
 
 class Faults(BaseModel):
     """Faults injected on one endpoint (or on all, under the key ``"*"``).
 
     Rates are probabilities in 0..1 drawn from the simulator's seeded RNG, so a
-    run with the same seed and the same requests meets the same faults.
+    run with the same seed and the same requests meets the same faults. Delays are
+    seconds in 0..``MAX_DELAY``.
+
+    An endpoint's settings layer over the ``"*"`` settings field by field: only the
+    fields given for the endpoint (``model_fields_set``) override; see
+    `SimulatorConfig.faults_for`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     server_error_rate: float = Field(0.0, ge=0, le=1, description="answer 5xx before handling")
     rate_limit_rate: float = Field(0.0, ge=0, le=1, description="answer 429 before handling")
-    retry_after: float = Field(1.0, ge=0, description="Retry-After seconds sent with a 429")
+    retry_after: float = Field(
+        1.0, ge=0, le=MAX_DELAY, description="Retry-After seconds sent with a 429"
+    )
     drop_after_accept_rate: float = Field(
         0.0, ge=0, le=1, description="create and charge the job, then drop the connection"
     )
-    latency: float = Field(0.0, ge=0, description="seconds added before answering")
+    latency: float = Field(0.0, ge=0, le=MAX_DELAY, description="seconds added before answering")
     job_failure_rate: float = Field(0.0, ge=0, le=1, description="jobs that end failed")
     stuck_rate: float = Field(0.0, ge=0, le=1, description="jobs that never finish")
     download_error_rate: float = Field(0.0, ge=0, le=1, description="output downloads that 500")
-    download_delay: float = Field(0.0, ge=0, description="seconds before an output download")
+    download_delay: float = Field(
+        0.0, ge=0, le=MAX_DELAY, description="seconds before an output download"
+    )
     callback_failure_rate: float = Field(
         0.0, ge=0, le=1, description="callback deliveries that fail (and are retried)"
     )
+
+
+def _check_targets(faults: dict[str, Faults]) -> dict[str, Faults]:
+    unknown = sorted(set(faults) - set(FAULT_TARGETS))
+    if unknown:
+        raise ValueError(
+            f"unknown fault target {', '.join(map(repr, unknown))}: "
+            f"expected one of {', '.join(FAULT_TARGETS)}"
+        )
+    return faults
+
+
+_FAULTS_ADAPTER: TypeAdapter[dict[str, Faults]] = TypeAdapter(dict[str, Faults])
+
+
+def parse_fault_settings(data: Any) -> dict[str, Faults]:
+    """Validate a whole fault table (as sent to ``PUT /_sim/faults``) before any of it
+    is applied.
+
+    Raises:
+        pydantic.ValidationError: a value is missing, not finite or out of bounds.
+        ValueError: the table is not an object or names an unknown target.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(
+            "fault settings must be an object of {target: {fault: value}}, "
+            f"not {type(data).__name__}"
+        )
+    return _check_targets(_FAULTS_ADAPTER.validate_python(data))
 
 
 class SimulatorConfig(BaseModel):
@@ -37,10 +109,12 @@ class SimulatorConfig(BaseModel):
 
     Balance, banned words, output lifetime, image size and faults are simulator
     decisions (API.md); concurrency 6 is the vendor's account limit (API.md).
+    Numbers must be finite (simulator decision).
 
     Attributes:
-        api_key: the only key accepted in ``x-api-key``.
-        time_scale: multiplies every job duration (1.0 real, 0.001 for tests).
+        api_key: the only key accepted in ``x-api-key`` (a plain string is accepted).
+        time_scale: multiplies every job duration (1.0 real, 0.001 for tests; at most
+            ``MAX_TIME_SCALE``).
         concurrency: jobs run at once per account; more wait in ``pending``.
         points: starting balance in points (1000 points = 1 USD).
         seed: seeds durations, outputs and fault draws.
@@ -50,13 +124,14 @@ class SimulatorConfig(BaseModel):
         video_bytes: size of each generated video file.
         callback_secret: when set, callbacks are signed (see API.md).
         callback_attempts: deliveries tried per callback before giving up.
-        faults: per endpoint name (``"*"`` for all) fault settings.
+        faults: per endpoint name (``"*"`` for all, ``"files"`` for output downloads)
+            fault settings.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     api_key: SecretStr = SecretStr("sim-key")
-    time_scale: float = Field(1.0, gt=0)
+    time_scale: float = Field(1.0, gt=0, le=MAX_TIME_SCALE)
     concurrency: int = Field(6, ge=1)
     points: int = Field(100_000, ge=0)
     seed: int = 0
@@ -68,5 +143,24 @@ class SimulatorConfig(BaseModel):
     callback_attempts: int = Field(3, ge=1)
     faults: dict[str, Faults] = Field(default_factory=dict)
 
+    @field_validator("faults")
+    @classmethod
+    def _known_targets(cls, faults: dict[str, Faults]) -> dict[str, Faults]:
+        return _check_targets(faults)
+
     def faults_for(self, endpoint: str) -> Faults:
-        return self.faults.get(endpoint) or self.faults.get(ALL_ENDPOINTS) or Faults()
+        """The faults in force on `endpoint`: its own settings layered over ``"*"``.
+
+        Field by field: a fault the endpoint's settings give (even 0, which turns a
+        ``"*"`` fault off there) wins; every other fault comes from ``"*"``; a fault
+        given by neither is at its default. This merge rule is a simulator decision.
+        """
+        everywhere = self.faults.get(ALL_ENDPOINTS)
+        own = self.faults.get(endpoint)
+        if own is None:
+            return everywhere or Faults()
+        if everywhere is None:
+            return own
+        return everywhere.model_copy(
+            update={name: getattr(own, name) for name in own.model_fields_set}
+        )

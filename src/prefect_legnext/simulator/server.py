@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 
 from prefect_legnext.simulator.app import KeepRawSend, build_app
-from prefect_legnext.simulator.config import Faults, SimulatorConfig
+from prefect_legnext.simulator.config import Faults, SimulatorConfig, parse_fault_settings
 from prefect_legnext.simulator.engine import Engine
 
 START_TIMEOUT = 20.0
@@ -66,8 +66,11 @@ class LegnextSimulator:
         **overrides: Any,
     ) -> None:
         base = config or SimulatorConfig()
-        self.config = base.model_copy(update=overrides) if overrides else base
-        SimulatorConfig.model_validate(self.config.model_dump())  # reject bad overrides early
+        # Overrides are validated like any setting (a plain-str api_key becomes a
+        # SecretStr; inf, nan and out-of-bounds values are refused here, before start).
+        # Only the fields `base` set are carried, so Faults keep their own fields_set.
+        settings = {name: getattr(base, name) for name in base.model_fields_set}
+        self.config = SimulatorConfig.model_validate({**settings, **overrides})
         self.host = host
         self.port = port
         self.base_url = ""
@@ -129,12 +132,22 @@ class LegnextSimulator:
 
     def set_faults(self, faults: dict[str, Faults | dict[str, Any]]) -> None:
         """Replace the fault settings, per endpoint name (``"*"`` for all, ``"files"``
-        for output downloads). An empty dict turns every fault off."""
+        for output downloads). An endpoint's settings layer over ``"*"`` field by field
+        (see `SimulatorConfig.faults_for`). An empty dict turns every fault off.
+
+        Raises:
+            ValueError: the settings are refused (nothing was changed); a
+                `pydantic.ValidationError` for a bad value.
+        """
         body = {
-            name: spec.model_dump() if isinstance(spec, Faults) else spec
+            # Only the fields the Faults sets: the others must still come from "*".
+            name: spec.model_dump(exclude_unset=True) if isinstance(spec, Faults) else spec
             for name, spec in faults.items()
         }
+        parse_fault_settings(body)  # refused here, with pydantic's message, before sending
         response = httpx.put(f"{self.base_url}/_sim/faults", json=body, timeout=10)
+        if response.status_code == 400:
+            raise ValueError(response.json()["error"])
         response.raise_for_status()
 
 
