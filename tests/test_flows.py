@@ -159,12 +159,36 @@ def test_general_pipeline(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, st
 def test_same_idempotency_scope_reuses_every_job(
     blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
 ) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from prefect_legnext.orchestration.flows import STEP_LISTENERS, StepProgress
+
     sim, _, names = blocks
     first = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
-    again = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
+    seen: list[StepProgress] = []
+    STEP_LISTENERS.append(seen.append)
+    try:
+        state = legnext_chain(
+            prompt="a mill", idempotency_scope="nightly-2026-11-22", return_state=True, **names
+        )
+    finally:
+        STEP_LISTENERS.remove(seen.append)
+    again: ChainResult = state.result()
     assert [s.job_id for s in again.steps] == [s.job_id for s in first.steps]
     stats = sim.stats()
     assert stats["jobs_total"] == 4 and stats["duplicate_creates"] == 0
+    # A recorded job goes straight to its wait: no submit task runs for it.
+    assert [e.phase for e in seen if e.phase in ("reused", "submitted")] == ["reused"] * 4
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    run_names = {t.name for t in task_runs}
+    assert not any(name.endswith(": submit") for name in run_names), run_names
+    assert f"1 diffusion: wait {first.steps[0].job_id[:8]}" in run_names
 
 
 def test_batch_end_to_end(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]]) -> None:
