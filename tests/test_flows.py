@@ -160,12 +160,36 @@ def test_general_pipeline(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, st
 def test_same_idempotency_scope_reuses_every_job(
     blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
 ) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from prefect_legnext.orchestration.flows import STEP_LISTENERS, StepProgress
+
     sim, _, names = blocks
     first = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
-    again = legnext_chain(prompt="a mill", idempotency_scope="nightly-2026-11-22", **names)
+    seen: list[StepProgress] = []
+    STEP_LISTENERS.append(seen.append)
+    try:
+        state = legnext_chain(
+            prompt="a mill", idempotency_scope="nightly-2026-11-22", return_state=True, **names
+        )
+    finally:
+        STEP_LISTENERS.remove(seen.append)
+    again: ChainResult = state.result()
     assert [s.job_id for s in again.steps] == [s.job_id for s in first.steps]
     stats = sim.stats()
     assert stats["jobs_total"] == 4 and stats["duplicate_creates"] == 0
+    # A recorded job goes straight to its wait: no submit task runs for it.
+    assert [e.phase for e in seen if e.phase in ("reused", "submitted")] == ["reused"] * 4
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    run_names = {t.name for t in task_runs}
+    assert not any(name.endswith(": submit") for name in run_names), run_names
+    assert f"1 diffusion: wait {first.steps[0].job_id[:8]}" in run_names
 
 
 def test_batch_end_to_end(blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]]) -> None:
@@ -447,3 +471,32 @@ def test_enhance_works_on_a_parent_without_an_enhance_key(
         shown = http.get(f"/api/v1/job/{parent['job_id']}").json()["output"]["available_actions"]
     assert "enhance" not in shown
     assert [s.action for s in result.steps] == ["diffusion", "enhance"]
+
+
+def test_one_budget_checks_every_submit_of_a_batch_on_a_process_pool(
+    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> None:
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    sim = legnext_simulator_factory(time_scale=0.002, points=300)
+    bucket = local_s3_server.create_bucket()
+    suffix = bucket.bucket_name.removeprefix("legnext-")
+    names = {"credentials_block": f"legnext-{suffix}", "storage_block": f"outputs-{suffix}"}
+    credentials_for(sim).save(names["credentials_block"])
+    bucket.save(names["storage_block"])
+    batch = legnext_batch.with_options(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    # A scope skips the plan's balance check (its jobs could be reused), so only the check
+    # before each submit stands between four 120-point chains and the account's 300 points.
+    state = batch(
+        prompts=[f"a process heron {i}" for i in range(4)], steps=["diffusion", "enhance"],
+        idempotency_scope=f"budget-{suffix}", return_state=True, **names,
+    )  # fmt: skip
+    with pytest.raises(BudgetExceededError, match=r"the account has \d+ left; not submitted"):
+        state.result()
+    stats = sim.stats()
+    assert 0 < stats["points"]["charged"] <= 300
+    # Refused before submitting: every create Legnext saw became a job (none refused
+    # for lack of points), and every submit the budget let through was paid for once.
+    creates = sum(n for route, n in stats["requests"].items() if route.startswith("POST"))
+    assert creates == stats["jobs_total"] < 8, stats["requests"]
+    assert stats["duplicate_creates"] == 0

@@ -17,18 +17,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast
 from uuid import uuid4
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext, TaskRunContext
@@ -37,11 +38,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
-from prefect_legnext.core.models import Mask
+from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration.blocks import LegnextCredentials
 from prefect_legnext.orchestration.errors import BudgetExceededError
-from prefect_legnext.orchestration.ledger import S3Ledger
+from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
 from prefect_legnext.orchestration.plans import (
     ChainPlan,
     ChainStep,
@@ -73,6 +74,9 @@ logger = logging.getLogger("prefect_legnext.orchestration.flows")
 # Callbacks (chains done, chains in all) of batches run in this process: the CLI's bar.
 BATCH_LISTENERS: list[Callable[[int, int], None]] = []
 SHORT_ID = 8  # characters of a job id in task run names and terminal lines
+# Chains of a batch running at once; each waits on one task at a time, so the batch's
+# default thread pool of the same size never makes them queue.
+CHAIN_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -176,20 +180,14 @@ class RunSettings(BaseModel):
 
 class PointBudget:
     """Points this run may still spend: min(max_points, the account's available points).
-    Thread-safe, since a batch runs chains in parallel."""
+    Thread-safe, since a batch runs chains in parallel; it never leaves the flow's
+    process (a copy would check only its own submits)."""
 
     def __init__(self, max_points: int | None, available: int) -> None:
         self.max_points = max_points
         self.available = available
         self.reserved = 0
         self.paid_before = 0
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:  # picklable for process-based task runners
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def check_plan(self, points: int, *, first_attempt: bool = True) -> None:
@@ -336,12 +334,115 @@ class _Progress:
             self("status", job.job_id, self._last_status)
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """What `run_step` did.
+
+    Attributes:
+        job: the completed job.
+        reused: the job an earlier attempt of the run paid for (no submit this time).
+        cost: the points counted against the run's budget for it.
+        stored: the outputs and sidecar in S3.
+        duration_seconds: from submit (or reuse) to completion.
+    """
+
+    job: Job
+    reused: bool
+    cost: int
+    stored: PersistedJob
+    duration_seconds: float
+
+
+def _dispatch(dispatched: Callable[..., Any], name: str, tags: set[str], /, *args: Any,
+              **kwargs: Any) -> Any:  # fmt: skip
+    """Run a task on the flow's task runner (threads, processes or Dask) and wait for it:
+    only the task goes there, the step's bookkeeping stays in the flow's process."""
+    named = cast(Any, _named(dispatched, name))
+    if tags:
+        named = named.with_options(tags=tags)
+    return named.submit(*args, **kwargs).result()
+
+
+def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> Job | None:
+    """The job an earlier attempt recorded under `key`, when it can be reused: a failed
+    job released its points, so its step submits again (as `submit_once` would)."""
+    record = ledger.get(key)
+    if record is None or record.job_id is None:
+        return None
+    with settings.credentials.get_client() as client:  # a free read
+        job = client.get_job(record.job_id)
+    return None if job.is_failed else job
+
+
+def run_step(
+    planned: PlannedStep,
+    request: LegnextRequest,
+    *,
+    parent: Job | None,
+    settings: RunSettings,
+    budget: PointBudget,
+    ledger: JobLedger,
+    label: str,
+    metadata: dict[str, Any],
+    tags: set[str] | frozenset[str] = frozenset(),
+) -> StepOutcome:
+    """One step, one way: read the ledger once; reuse the job an earlier attempt paid for
+    or reserve the budget and submit once; wait; persist. Runs in the flow's process
+    (so that one `PointBudget` sees every submit of the run); the submit, wait and
+    persist tasks go to the flow's task runner."""
+    target = planned.step.endpoint
+    where = f"step {planned.index} ({target.name})"
+    name = f"{planned.index} {target.name}"
+    cost = target.cost(request, parent.points if parent is not None else None)
+    key, fingerprint = _step_identity(settings.scope, planned, parent)
+    recorded = _recorded_job(settings, ledger, key)
+    budget.reserve(cost, where, already_paid=recorded is not None)
+    progress = _Progress(label, planned)
+    started = time.monotonic()
+    with concurrency(ACCOUNT_LIMIT, occupy=1):
+        if recorded is not None:
+            _run_logger().info(
+                "%s: reusing job %s (key %s), nothing charged", target.name, recorded.job_id, key
+            )
+            job = recorded
+        else:
+            job = _dispatch(
+                submit_request, f"{name}: submit", set(tags), settings.credentials, request,
+                idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
+            )  # fmt: skip
+        short = job.job_id[:SHORT_ID]
+        progress("reused" if recorded else "submitted", job.job_id, f"{job.points} points")
+        done: Job = _dispatch(
+            wait_for_job, f"{name}: wait {short}", set(tags), settings.credentials, job,
+            settings.max_wait_seconds, on_update=progress.status,
+        )  # fmt: skip
+    # A process or Dask worker calls its own copy of `progress`: say the end here.
+    progress.status(done)
+    duration = time.monotonic() - started
+    stored: PersistedJob = _dispatch(
+        persist_outputs, f"{name}: persist {short}", set(tags), done, settings.bucket,
+        settings.key_prefix, metadata=metadata,
+    )  # fmt: skip
+    progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
+    return StepOutcome(
+        job=done, reused=recorded is not None, cost=cost, stored=stored,
+        duration_seconds=duration,
+    )  # fmt: skip
+
+
 def run_chain(
-    plan: ChainPlan, settings: RunSettings, budget: PointBudget, label: str = ""
+    plan: ChainPlan,
+    settings: RunSettings,
+    budget: PointBudget,
+    label: str = "",
+    ledger: JobLedger | None = None,
+    tags: set[str] | frozenset[str] = frozenset(),
 ) -> ChainResult:
-    """Run a checked chain: each step submits, waits and persists before the next."""
+    """Run a checked chain in the flow's process: each step submits, waits and persists
+    before the next."""
     logger = _run_logger()
     label = label or chain_label(plan.steps[0].step.prompt, plan.steps[0].step.action)
+    ledger = ledger if ledger is not None else settings.ledger()
     results: list[StepResult] = []
     parent: Job | None = None
     previous: PlannedStep | None = None
@@ -349,8 +450,6 @@ def run_chain(
     for planned in plan.steps:
         step = planned.step
         target = step.endpoint
-        where = f"step {planned.index} ({target.name})"
-        name = f"{planned.index} {target.name}"
         if parent is not None and previous is not None:
             # Draft-ness comes from our own request, never from an `enhance` key that
             # no vendor text shows in available_actions.
@@ -367,31 +466,15 @@ def run_chain(
             parent_job_id=parent.job_id if parent is not None else None,
             parent_image_url=image_url,
         )
-        cost = target.cost(request, parent.points if parent is not None else None)
-        key, fingerprint = _step_identity(settings.scope, planned, parent)
-        recorded = settings.ledger().get(key)
-        reused = recorded is not None and recorded.job_id is not None
-        budget.reserve(cost, where, already_paid=reused)
-        progress = _Progress(label, planned)
-        started = time.monotonic()
-        with concurrency(ACCOUNT_LIMIT, occupy=1):
-            job: Job = _named(submit_request, f"{name}: submit")(
-                settings.credentials,
-                request,
-                idempotency_key=key,
-                ledger=settings.bucket,
-                fingerprint=fingerprint,
-            )
-            short = job.job_id[:SHORT_ID]
-            progress("reused" if reused else "submitted", job.job_id, f"{job.points} points")
-            done: Job = _named(wait_for_job, f"{name}: wait {short}")(
-                settings.credentials, job, settings.max_wait_seconds, on_update=progress.status
-            )
-        duration = time.monotonic() - started
-        stored = _named(persist_outputs, f"{name}: persist {short}")(
-            done,
-            settings.bucket,
-            settings.key_prefix,
+        outcome = run_step(
+            planned,
+            request,
+            parent=parent,
+            settings=settings,
+            budget=budget,
+            ledger=ledger,
+            label=label,
+            tags=tags,
             metadata={
                 "step": planned.index,
                 "action": target.name,
@@ -402,7 +485,7 @@ def run_chain(
                 "draft": planned.draft,
             },
         )
-        progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
+        done, stored = outcome.job, outcome.stored
         result = StepResult(
             index=planned.index,
             action=target.name,
@@ -412,7 +495,7 @@ def run_chain(
             image_no=step.image_no if parent is not None else None,
             seed=done.output.seed if done.output else None,
             points=done.points,
-            duration_seconds=round(duration, 3),
+            duration_seconds=round(outcome.duration_seconds, 3),
             s3_uris=stored.uris,
             prompts=done.output.prompts if done.output else None,
             grid_uri=stored.grid.uri if stored.grid else None,
@@ -421,7 +504,10 @@ def run_chain(
         )
         results.append(result)
         _step_artifact(settings, label, result, stored)
-        logger.info("%s done: job %s, %d points, %.1fs", where, done.job_id, done.points, duration)
+        logger.info(
+            "step %d (%s) done: job %s, %d points, %.1fs",
+            planned.index, target.name, done.job_id, done.points, outcome.duration_seconds,
+        )  # fmt: skip
         parent, previous = done, planned
     return ChainResult(label=label, steps=results, total_points=sum(r.points for r in results))
 
@@ -651,19 +737,45 @@ def legnext_pipeline(
     return result
 
 
-@task(name="legnext-chain-item", cache_policy=NO_CACHE)
-def run_chain_item(
-    plan: ChainPlan, settings: RunSettings, budget: PointBudget, label: str
-) -> ChainResult:
-    """One chain of a batch, as a task so that chains run side by side."""
-    return run_chain(plan, settings, budget, label)
+def _run_chains(
+    plans: list[ChainPlan],
+    labels: list[str],
+    settings: RunSettings,
+    budget: PointBudget,
+    on_done: Callable[[int], None],
+) -> list[ChainResult]:
+    """Chains side by side in threads of the flow's process, whatever the task runner:
+    their submits all pass the one `budget` (a copy per chain, as a process or Dask
+    task would get, would let each chain spend the whole budget)."""
+    ledger = settings.ledger()  # one for the run; boto3 clients are thread-safe
+    with ThreadPoolExecutor(
+        max_workers=min(len(plans), CHAIN_THREADS), thread_name_prefix="legnext-chain"
+    ) as pool:
+        futures = []
+        for i, (plan, label) in enumerate(zip(plans, labels, strict=True)):
+            scoped = settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"})
+            tags = {f"chain {i + 1}: {label}"}
+            # Each thread gets its own copy of the flow run's context (task submission
+            # and logging need it; one context cannot be entered by two threads).
+            run = copy_context().run
+            futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, tags))
+        try:
+            results: list[ChainResult] = []
+            for done, future in enumerate(futures, start=1):
+                results.append(future.result())
+                on_done(done)
+        except BaseException:
+            # Chains not started yet have paid nothing: drop them, let the others finish.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return results
 
 
 @flow(
     name="legnext-batch",
     log_prints=False,
     # Threads wait on the account limit, so more threads than slots is fine.
-    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=16)),
+    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=CHAIN_THREADS)),
 )
 def legnext_batch(
     prompts: Annotated[list[PromptParam], _about("Prompts", "One chain per prompt.")],
@@ -698,18 +810,14 @@ def legnext_batch(
         if _in_a_run()
         else None
     )
-    futures = []
-    for i, (prompt, plan) in enumerate(zip(prompts, plans, strict=True)):
-        label = chain_label(prompt, f"chain {i + 1}")
-        item = run_chain_item.with_options(task_run_name=f"chain {i + 1}: {label}")
-        scoped = settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"})
-        futures.append(item.submit(plan, scoped, budget, label))
-    results: list[ChainResult] = []
-    for done, future in enumerate(futures, start=1):
-        results.append(future.result())
+    labels = [chain_label(p, f"chain {i + 1}") for i, p in enumerate(prompts)]
+
+    def chain_done(done: int) -> None:
         if progress is not None:
-            update_progress_artifact(progress, progress=100.0 * done / len(futures))
+            update_progress_artifact(progress, progress=100.0 * done / len(plans))
         for listener in list(BATCH_LISTENERS):
-            listener(done, len(futures))
+            listener(done, len(plans))
+
+    results = _run_chains(plans, labels, settings, budget, chain_done)
     _summary_artifact(settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

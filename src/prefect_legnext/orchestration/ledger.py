@@ -163,6 +163,13 @@ class S3Ledger:
     def __repr__(self) -> str:
         return f"S3Ledger(s3://{self.bucket.bucket_name}/{self.prefix})"
 
+    def __getstate__(self) -> dict[str, Any]:  # sent to process and Dask task runners
+        return {k: v for k, v in self.__dict__.items() if k != "_s3"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._s3 = self.bucket.credentials.get_s3_client()
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}.json"
 
