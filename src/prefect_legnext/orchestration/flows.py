@@ -360,6 +360,8 @@ def _dispatch(dispatched: Callable[..., Any], name: str, tags: set[str], /, *arg
     named = cast(Any, _named(dispatched, name))
     if tags:
         named = named.with_options(tags=tags)
+    if FlowRunContext.get() is None:  # a direct ``flow.fn(...)`` call: no task runner
+        return named(*args, **kwargs)
     return named.submit(*args, **kwargs).result()
 
 
