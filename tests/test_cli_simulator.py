@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -59,16 +58,14 @@ def test_simulator_command_rejects_bad_options() -> None:
     assert result.returncode == 1
     assert "bad --fault 'nonsense=1'" in result.stderr
     assert "Traceback" not in result.stderr
-    started = time.monotonic()
     result = subprocess.run(
         [*CLI, "simulator", "--port", "0", "--time-scale", "-1"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,  # refused before the server starts; the bound only stops a hang
     )
     assert result.returncode == 1
     assert "time_scale: Input should be greater than 0" in result.stderr
-    assert time.monotonic() - started < 60
 
 
 def test_parse_faults() -> None:

@@ -44,14 +44,12 @@ def test_wait_returns_the_completed_job_and_reports_every_poll(
     )
     updates: list[Job] = []
 
-    started = time.monotonic()
     job = legnext("wait_for_job", JOB, poll=FAST_POLL, on_update=updates.append)
 
     assert job.is_completed and job.job_id == JOB
     assert job.output_urls  # the completed task's files
     assert route.call_count == 4
     assert [u.status for u in updates] == ["pending", "staged", "processing", "completed"]
-    assert time.monotonic() - started < 5.0  # generous: ~0.03 s of scaled waits
 
 
 def test_a_failed_job_raises_with_legnexts_code_and_message(
