@@ -24,11 +24,20 @@ class StorageUnavailableError(StorageError):
 
 
 class OutputExpiredError(StorageError):
-    """A Legnext output URL no longer serves its file (temporary URLs expire)."""
+    """A Legnext output URL no longer serves its file (temporary URLs expire), and
+    re-reading the job gave no fresh one. Names the job and the file, never the URL's
+    query (it may carry a signature)."""
 
 
 class DownloadError(StorageError):
-    """An output download failed or was cut short; safe to retry while the URL lives."""
+    """An output download failed, was cut short, sent fewer or more bytes than it
+    announced, or ran past its time limit; safe to retry while the URL lives."""
+
+
+class DownloadRefusedError(StorageError):
+    """A URL was not fetched, or its body was cut off: a scheme other than http(s), too
+    many redirects, or a file over the byte limit. Not retried: the same URL gives the
+    same answer. Not a `DownloadError`, so ``except DownloadError`` retries stay safe."""
 
 
 class ConfigurationError(LegnextError, ValueError):

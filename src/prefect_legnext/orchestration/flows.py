@@ -38,6 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
+from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration.blocks import LegnextCredentials
@@ -172,6 +173,9 @@ class RunSettings(BaseModel):
     max_wait_seconds: float
     image_source: ImageSource
     scope: str
+    # Download limits of every persist (see storage.persist_job); not flow parameters.
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    file_timeout: float = DEFAULT_FILE_TIMEOUT
 
     def ledger(self) -> S3Ledger:
         """Submits of flows are recorded beside their outputs, shared by every worker."""
@@ -423,7 +427,8 @@ def run_step(
     duration = time.monotonic() - started
     stored: PersistedJob = _dispatch(
         persist_outputs, f"{name}: persist {short}", set(tags), done, settings.bucket,
-        settings.key_prefix, metadata=metadata,
+        settings.key_prefix, metadata=metadata, credentials=settings.credentials,
+        max_file_bytes=settings.max_file_bytes, file_timeout=settings.file_timeout,
     )  # fmt: skip
     progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
     return StepOutcome(

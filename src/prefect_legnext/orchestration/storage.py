@@ -5,6 +5,12 @@ Each output URL is streamed (httpx) through SHA-256 into a spooled temporary fil
 (multipart above 8 MiB, two parts in flight). Spooling rather than piping means an S3 retry never
 needs the Legnext URL again, which may have expired by then; memory stays bounded.
 
+Downloads keep to `prefect_legnext.core.fetch`'s limits: http(s) only, at most 5
+redirects (each target checked), `max_file_bytes` per file (Content-Length up front,
+then counted) and `file_timeout` per file; a body shorter or longer than its
+Content-Length is a `DownloadError`. An expired URL (403, 404, 410) is replaced once by
+a fresh one when a `refresh` reader is given, else its error names the job and file.
+
 Keys, under the bucket's folder::
 
     {prefix}/{job_id}/{n}.{ext}   one per output file (n = image or video number)
@@ -24,7 +30,10 @@ import logging
 import mimetypes
 import ssl
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from http.client import HTTPException
 from tempfile import SpooledTemporaryFile
 from typing import IO, TYPE_CHECKING, Any
@@ -45,10 +54,30 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import SSLError as BotoSSLError
 from pydantic import BaseModel, Field
 
+from prefect_legnext.core.errors import (
+    LegnextError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from prefect_legnext.core.fetch import (
+    DEFAULT_FILE_TIMEOUT,
+    DEFAULT_MAX_FILE_BYTES,
+    REQUEST_HEADERS,
+    Deadline,
+    FetchLimits,
+    file_name,
+    length_mismatch,
+    length_refusal,
+    redact,
+    redirect_target,
+    scheme_refusal,
+)
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration.errors import (
     BucketNotFoundError,
     DownloadError,
+    DownloadRefusedError,
     OutputExpiredError,
     StorageAccessError,
     StorageError,
@@ -109,6 +138,9 @@ def persist_job(
     metadata: dict[str, Any] | None = None,
     include_grid: bool = True,
     http: httpx.Client | None = None,
+    refresh: Callable[[str], Job] | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    file_timeout: float = DEFAULT_FILE_TIMEOUT,
 ) -> PersistedJob:
     """Store every output of a completed `job` in `bucket` with a JSON sidecar.
 
@@ -118,14 +150,24 @@ def persist_job(
         prefix: key prefix under the bucket's folder.
         metadata: extra sidecar fields (prompt, parent job and image number, ...).
         include_grid: also store the 2x2 composite of grid jobs.
+        http: the client to download with (redirects are followed by hand either way).
+        refresh: reads a job by id (e.g. `LegnextClient.get_job`, a free call): when an
+            output URL has expired, the job is read once more for fresh URLs.
+        max_file_bytes: the largest file stored; a larger one is refused (by its
+            Content-Length up front, else cut off while streaming).
+        file_timeout: seconds one file may take, redirects and retries included.
 
     Raises:
-        OutputExpiredError: a URL no longer serves its file (names the URL).
+        OutputExpiredError: an output URL no longer serves its file and no fresh one
+            came (names the job and the file).
+        DownloadRefusedError: a URL that is not http(s), too many redirects, a file
+            over `max_file_bytes`; not transient.
         BucketNotFoundError, StorageAccessError: naming the bucket.
         StorageUnavailableError, DownloadError: transient; retry.
     """
     if not job.is_completed:
         raise StorageError(f"job {job.job_id} is {job.status}, not completed: nothing to persist")
+    limits = FetchLimits(max_bytes=max_file_bytes, timeout=file_timeout)
     s3 = bucket.credentials.get_s3_client()
     folder = job_folder(bucket, prefix, job.job_id)
     sidecar_key = f"{folder}/job.json"
@@ -134,20 +176,20 @@ def persist_job(
         logger.info("outputs of job %s already stored under %s", job.job_id, folder)
         return stored
 
+    sources = _Sources(job, refresh)
     owns_http = http is None
-    http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+    http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
     try:
-        files = [
-            _persist_url(s3, bucket, http, url, f"{folder}/{n}", n)
-            for n, url in enumerate(job.output_urls)
-        ]
+        store = partial(_persist_source, s3, bucket, http, sources, limits)
+        files = [store(f"{folder}/{n}", n) for n in range(len(job.output_urls))]
         grid = None
         output = job.output
         if include_grid and output and output.image_url and output.image_url not in job.output_urls:
-            grid = _persist_url(s3, bucket, http, output.image_url, f"{folder}/grid", None)
+            grid = store(f"{folder}/grid", None)
     finally:
         if owns_http:
             http.close()
+    job = sources.job  # the URLs actually read, fresh ones included
 
     sidecar_uri = f"s3://{bucket.bucket_name}/{sidecar_key}"
     result = PersistedJob(
@@ -167,8 +209,8 @@ def persist_job(
         "ended_at": _iso(job.meta.ended_at),
         "persisted_at": datetime.now(UTC).isoformat(),
         "original_urls": job.output_urls,
-        "prompts": output.prompts if output else None,  # describe and shorten
-        "original_grid_url": output.image_url if output else None,
+        "prompts": job.output.prompts if job.output else None,  # describe and shorten
+        "original_grid_url": job.output.image_url if job.output else None,
         **(metadata or {}),
         "files": [f.model_dump(mode="json") for f in files],
         "grid": grid.model_dump(mode="json") if grid else None,
@@ -224,11 +266,90 @@ def _stored_sidecar(s3: Any, bucket: S3Bucket, key: str) -> PersistedJob | None:
     )
 
 
-def _persist_url(
-    s3: Any, bucket: S3Bucket, http: httpx.Client, url: str, stem: str, index: int | None
+class _Sources:
+    """A job's output URLs; when one has expired, the job is read once more (a free
+    call) in case Legnext hands out fresh URLs."""
+
+    def __init__(self, job: Job, refresh: Callable[[str], Job] | None) -> None:
+        self.job = job
+        self._refresh = refresh
+        self._refreshed = False
+
+    def url(self, index: int | None) -> str | None:
+        """Output `index`'s URL, the grid's for None."""
+        if index is None:
+            return self.job.output.image_url if self.job.output else None
+        urls = self.job.output_urls
+        return urls[index] if index < len(urls) else None
+
+    def fresh(self, index: int | None) -> str | None:
+        """A new URL for output `index` after reading the job once more, or None when
+        there is no reader, it was read already, or its URL did not change."""
+        old = self.url(index)
+        if self._refresh is None or self._refreshed:
+            return None
+        self._refreshed = True
+        logger.info("an output URL of job %s has expired; reading the job again", self.job.job_id)
+        try:
+            job = self._refresh(self.job.job_id)
+        except (TransportError, ServerError, RateLimitedError) as exc:
+            raise DownloadError(
+                f"re-reading job {self.job.job_id} for fresh output URLs failed "
+                f"({type(exc).__name__}); safe to retry"
+            ) from exc
+        except LegnextError as exc:  # e.g. the key was revoked: no fresh URL to be had
+            logger.warning("re-reading job %s failed: %s", self.job.job_id, type(exc).__name__)
+            return None
+        if job.is_completed:
+            self.job = job
+        new = self.url(index)
+        return new if new and new != old else None
+
+
+def _persist_source(
+    s3: Any,
+    bucket: S3Bucket,
+    http: httpx.Client,
+    sources: _Sources,
+    limits: FetchLimits,
+    stem: str,
+    index: int | None,
 ) -> PersistedFile:
+    """Store output `index`; an expired URL is replaced once by a fresh one, else the
+    error names the job and the file (never the URL's query: it may be a signature)."""
+    what = "the grid" if index is None else f"output {index}"
+    url = sources.url(index)
+    if url is None:  # the job as read again lists fewer outputs
+        raise OutputExpiredError(f"{what} of job {sources.job.job_id} has no URL any more")
+    try:
+        return _persist_url(s3, bucket, http, url, stem, index, limits)
+    except OutputExpiredError as exc:
+        expired = exc
+    fresh = sources.fresh(index)
+    if fresh is not None:
+        try:
+            return _persist_url(s3, bucket, http, fresh, stem, index, limits)
+        except OutputExpiredError as exc:
+            expired, url = exc, fresh
+    raise OutputExpiredError(
+        f"{what} of job {sources.job.job_id} ({file_name(url)}) is no longer served "
+        f"and reading the job gave no fresh URL: {expired}"
+    ) from expired
+
+
+def _persist_url(
+    s3: Any,
+    bucket: S3Bucket,
+    http: httpx.Client,
+    url: str,
+    stem: str,
+    index: int | None,
+    limits: FetchLimits,
+) -> PersistedFile:
+    # Nothing is uploaded before the whole file is here, checked and hashed: a refused,
+    # cut or mismatched download never leaves an object (or a multipart upload) behind.
     with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        digest, size, content_type = _download(http, url, spool)
+        digest, size, content_type = _download(http, url, spool, limits)
         key = f"{stem}{_extension(url, content_type)}"
         head = _head(s3, bucket, key)
         reused = (
@@ -258,39 +379,108 @@ def _persist_url(
     )
 
 
-def _download(http: httpx.Client, url: str, sink: IO[bytes]) -> tuple[str, int, str]:
-    """Stream `url` into `sink`, hashing as it goes; retried while the URL lives."""
+def _download(
+    http: httpx.Client, url: str, sink: IO[bytes], limits: FetchLimits
+) -> tuple[str, int, str]:
+    """Stream `url` into `sink`, hashing as it goes, within `limits` (one deadline for
+    every attempt); a failure that may pass is tried again while time is left."""
+    deadline = Deadline(limits.timeout)
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         sink.seek(0)
         sink.truncate()
-        hasher = hashlib.sha256()
-        size = 0
         try:
-            with http.stream("GET", url) as response:
-                if response.status_code in (403, 404, 410):
-                    raise OutputExpiredError(
-                        f"output URL {url} answered HTTP {response.status_code}: it has expired "
-                        "or never existed; Legnext's URLs are temporary, persist at completion"
-                    )
-                if response.status_code != 200:
-                    raise DownloadError(f"output URL {url} answered HTTP {response.status_code}")
-                expected = response.headers.get("content-length")
-                content_type = response.headers.get("content-type", "").split(";")[0].strip()
-                for chunk in response.iter_bytes(CHUNK_BYTES):
-                    hasher.update(chunk)
-                    sink.write(chunk)
-                    size += len(chunk)
-            if expected is not None and int(expected) != size:
-                raise DownloadError(f"output URL {url} sent {size} of {expected} bytes")
-            return hasher.hexdigest(), size, content_type or _guess_type(url)
-        except (httpx.TransportError, DownloadError) as exc:
-            if attempt == DOWNLOAD_ATTEMPTS:
-                if isinstance(exc, DownloadError):
-                    raise
-                raise DownloadError(f"downloading {url} failed: {type(exc).__name__}") from exc
-            logger.warning("download of %s failed (%s); retrying", url, exc)
-            time.sleep(0.5 * attempt)
+            return _fetch_once(http, url, sink, limits, deadline)
+        except DownloadError as exc:
+            if attempt == DOWNLOAD_ATTEMPTS or deadline.expired:
+                raise
+            logger.warning("download of %s failed (%s); retrying", redact(url), exc)
+            time.sleep(min(0.5 * attempt, max(deadline.remaining(), 0.0)))
     raise AssertionError("unreachable")
+
+
+def _fetch_once(
+    http: httpx.Client, url: str, sink: IO[bytes], limits: FetchLimits, deadline: Deadline
+) -> tuple[str, int, str]:
+    """One attempt: the transport's failures become `DownloadError` (transient)."""
+    try:
+        with _open(http, url, limits, deadline) as response:
+            if response.status_code in (403, 404, 410):
+                raise OutputExpiredError(
+                    f"output URL {redact(url)} answered HTTP {response.status_code}: it has "
+                    "expired or never existed; Legnext's URLs are temporary, persist at completion"
+                )
+            if response.status_code != 200:
+                raise DownloadError(
+                    f"output URL {redact(url)} answered HTTP {response.status_code}"
+                )
+            digest, size = _read_body(response, sink, url, limits, deadline)
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    except httpx.InvalidURL as exc:
+        raise DownloadRefusedError(f"refusing {redact(url)}: {exc}") from exc
+    except httpx.RequestError as exc:  # connect, read, protocol, decoding
+        if deadline.expired:
+            raise _too_slow(url, limits) from exc
+        raise DownloadError(f"downloading {redact(url)} failed: {type(exc).__name__}") from exc
+    return digest, size, content_type or _guess_type(url)
+
+
+@contextmanager
+def _open(
+    http: httpx.Client, url: str, limits: FetchLimits, deadline: Deadline
+) -> Iterator[httpx.Response]:
+    """The streamed answer at the end of at most `limits.max_redirects` redirects,
+    followed by hand so that each target is checked to be http(s) before it is asked."""
+    for _ in range(limits.max_redirects + 1):
+        refusal = scheme_refusal(url)
+        if refusal is not None:
+            raise DownloadRefusedError(refusal)
+        if deadline.expired:
+            raise _too_slow(url, limits)
+        with http.stream(
+            "GET", url, headers=REQUEST_HEADERS, follow_redirects=False,
+            timeout=deadline.timeout(http.timeout),
+        ) as response:  # fmt: skip
+            target = redirect_target(response)
+            if target is None:
+                yield response
+                return
+        url = target
+    raise DownloadRefusedError(
+        f"refusing {redact(url)}: more than {limits.max_redirects} redirects"
+    )
+
+
+def _read_body(
+    response: httpx.Response, sink: IO[bytes], url: str, limits: FetchLimits, deadline: Deadline
+) -> tuple[str, int]:
+    """Hash and write the body, cutting it off past the byte or time limit."""
+    refusal = length_refusal(response, limits.max_bytes)
+    if refusal is not None:
+        raise DownloadRefusedError(f"refusing {redact(url)}: it {refusal} (max_file_bytes)")
+    hasher = hashlib.sha256()
+    size = 0
+    # Chunks as they arrive (no chunk size), so the limits are checked after every read.
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limits.max_bytes:
+            raise DownloadRefusedError(
+                f"cut off {redact(url)}: more than the limit of {limits.max_bytes} bytes "
+                "(max_file_bytes)"
+            )
+        if deadline.expired:
+            raise _too_slow(url, limits)
+        hasher.update(chunk)
+        sink.write(chunk)
+    mismatch = length_mismatch(response)
+    if mismatch is not None:
+        raise DownloadError(f"output URL {redact(url)} {mismatch}")
+    return hasher.hexdigest(), size
+
+
+def _too_slow(url: str, limits: FetchLimits) -> DownloadError:
+    return DownloadError(
+        f"downloading {redact(url)} took longer than {limits.timeout:g}s (file_timeout)"
+    )
 
 
 def _upload(

@@ -42,6 +42,7 @@ from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.endpoints import endpoint_for
 from prefect_legnext.core.errors import JobFailedError, RateLimitedError
+from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest
 from prefect_legnext.core.responses import Balance, Job
 from prefect_legnext.orchestration import _generated_tasks
@@ -56,7 +57,11 @@ from prefect_legnext.orchestration.ledger import (
     resolve_ledger,
     submit_once,
 )
-from prefect_legnext.orchestration.storage import DEFAULT_PREFIX, PersistedJob, persist_job
+from prefect_legnext.orchestration.storage import (
+    DEFAULT_PREFIX,
+    PersistedJob,
+    persist_job,
+)
 from prefect_legnext.orchestration.task_options import (
     STORAGE_TRANSIENT_ERRORS,
     SUBMIT_OPTIONS,
@@ -377,14 +382,33 @@ def get_balance(credentials: LegnextCredentials) -> Balance:
 _PERSIST_OPTIONS = task_options("legnext-persist", STORAGE_TRANSIENT_ERRORS)
 
 
+def _job_reader(credentials: LegnextCredentials | None) -> Callable[[str], Job] | None:
+    """Reads a job by id (free), for fresh output URLs; None without credentials."""
+    if credentials is None:
+        return None
+
+    def read(job_id: str) -> Job:
+        with _client(credentials) as client:
+            return client.get_job(job_id)
+
+    return read
+
+
 def _persist(
     job: Job,
     bucket: S3Bucket,
     prefix: str,
     metadata: dict[str, Any] | None,
     include_grid: bool,
+    credentials: LegnextCredentials | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    file_timeout: float = DEFAULT_FILE_TIMEOUT,
 ) -> PersistedJob:
-    result = persist_job(job, bucket, prefix, metadata=metadata, include_grid=include_grid)
+    result = persist_job(
+        job, bucket, prefix, metadata=metadata, include_grid=include_grid,
+        refresh=_job_reader(credentials), max_file_bytes=max_file_bytes,
+        file_timeout=file_timeout,
+    )  # fmt: skip
     reused = sum(f.reused for f in result.files)
     get_run_logger().info(
         "job %s: %d files in s3://%s (%d already there), sidecar %s",
@@ -400,9 +424,15 @@ async def apersist_outputs(
     prefix: str = DEFAULT_PREFIX,
     metadata: dict[str, Any] | None = None,
     include_grid: bool = True,
+    credentials: LegnextCredentials | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    file_timeout: float = DEFAULT_FILE_TIMEOUT,
 ) -> PersistedJob:
     """Stream a completed job's outputs into S3. See `persist_outputs`."""
-    return await run_sync_in_worker_thread(_persist, job, bucket, prefix, metadata, include_grid)
+    return await run_sync_in_worker_thread(
+        _persist, job, bucket, prefix, metadata, include_grid, credentials, max_file_bytes,
+        file_timeout,
+    )  # fmt: skip
 
 
 @async_dispatch(apersist_outputs)
@@ -413,16 +443,30 @@ def persist_outputs(
     prefix: str = DEFAULT_PREFIX,
     metadata: dict[str, Any] | None = None,
     include_grid: bool = True,
+    credentials: LegnextCredentials | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    file_timeout: float = DEFAULT_FILE_TIMEOUT,
 ) -> PersistedJob:
     """Stream a completed job's outputs into S3 with a JSON sidecar, idempotently.
 
     Keys: ``{prefix}/{job_id}/{n}.png`` (or ``.mp4``), ``{prefix}/{job_id}/grid.png``
     and ``{prefix}/{job_id}/job.json``, under the bucket's folder.
 
+    Args:
+        credentials: when given, an expired output URL (403, 404, 410) makes the task
+            read the job once more (a free call) for fresh URLs; without them it fails
+            with `OutputExpiredError` naming the job and the file.
+        max_file_bytes: the largest file stored (default 512 MiB); a larger one is a
+            `DownloadRefusedError`, not retried.
+        file_timeout: seconds one file may take (default 600), a `DownloadError`
+            (retried) when passed.
+
     Returns:
         Small typed records (S3 URI, sha256, size, content type), never bytes.
     """
-    return _persist(job, bucket, prefix, metadata, include_grid)
+    return _persist(
+        job, bucket, prefix, metadata, include_grid, credentials, max_file_bytes, file_timeout
+    )
 
 
 def submit_task_for(endpoint_name: str, *, is_async: bool = False) -> Any:
