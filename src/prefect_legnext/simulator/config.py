@@ -120,6 +120,8 @@ class SimulatorConfig(BaseModel):
         seed: seeds durations, outputs and fault draws.
         banned_words: prompts containing one are refused with 403 (body shape B).
         output_ttl: seconds an output URL stays downloadable after completion.
+        input_timeout: seconds an input image or mask URL may take to download,
+            redirects included (besides the 10 MiB, 5-redirect and http(s) limits).
         image_size: pixel size of each generated (square) image.
         video_bytes: size of each generated video file.
         callback_secret: when set, callbacks are signed (see API.md).
@@ -137,6 +139,7 @@ class SimulatorConfig(BaseModel):
     seed: int = 0
     banned_words: list[str] = Field(default_factory=lambda: ["forbidden", "nsfw"])
     output_ttl: float = Field(3600.0, gt=0)
+    input_timeout: float = Field(30.0, gt=0)
     image_size: int = Field(512, ge=64, le=2048)
     video_bytes: int = Field(256 * 1024, ge=1024)
     callback_secret: SecretStr | None = None

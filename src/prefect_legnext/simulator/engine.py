@@ -34,6 +34,16 @@ from prefect_legnext.core.endpoints import (
     ParentKind,
 )
 from prefect_legnext.core.errors import InvalidRequestError
+from prefect_legnext.core.fetch import (
+    REQUEST_HEADERS,
+    Deadline,
+    FetchLimits,
+    length_mismatch,
+    length_refusal,
+    redact,
+    redirect_target,
+    scheme_refusal,
+)
 from prefect_legnext.core.responses import JobStatus
 from prefect_legnext.simulator import images
 from prefect_legnext.simulator.callbacks import CallbackSender
@@ -418,25 +428,45 @@ class Engine:
         if self.base_url and url.startswith(self.base_url + "/cdn/"):
             found = await self.file(url[len(self.base_url) :])
             if found is None:
-                raise _FetchError(f"{url}: HTTP 404")
+                raise _FetchError(f"{redact(url)}: HTTP 404")
             return found[0]
-        assert self._http is not None
+        # Bounded like the client's downloads (core.fetch): an input URL may point
+        # anywhere and send anything, and must not hang or fill the simulator.
+        limits = FetchLimits(max_bytes=MAX_SOURCE_BYTES, timeout=self.config.input_timeout)
+        deadline = Deadline(limits.timeout)
         try:
-            async with self._http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise _FetchError(f"{url}: HTTP {response.status_code}")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data.extend(chunk)
-                    if len(data) > MAX_SOURCE_BYTES:
-                        raise _FetchError(f"{url}: larger than {MAX_SOURCE_BYTES} bytes")
+            data = await self._fetch(url, limits, deadline)
         except httpx.HTTPError as exc:
-            raise _FetchError(f"{url}: {type(exc).__name__}") from exc
+            if deadline.expired:
+                raise _FetchError(_too_slow(url, limits)) from exc
+            raise _FetchError(f"{redact(url)}: {type(exc).__name__}") from exc
+        except httpx.InvalidURL as exc:
+            raise _FetchError(f"{redact(url)}: {exc}") from exc
         try:
-            images.from_bytes(bytes(data))
+            images.from_bytes(data)
         except Exception:  # Pillow raises many types for non-images
-            raise _FetchError(f"{url}: not an image") from None
-        return bytes(data)
+            raise _FetchError(f"{redact(url)}: not an image") from None
+        return data
+
+    async def _fetch(self, url: str, limits: FetchLimits, deadline: Deadline) -> bytes:
+        """The body at `url` after at most `limits.max_redirects` redirects, each target
+        checked to be http(s) before it is requested."""
+        assert self._http is not None
+        for _ in range(limits.max_redirects + 1):
+            refusal = scheme_refusal(url)
+            if refusal is not None:
+                raise _FetchError(refusal)
+            if deadline.expired:
+                raise _FetchError(_too_slow(url, limits))
+            async with self._http.stream(
+                "GET", url, headers=REQUEST_HEADERS, follow_redirects=False,
+                timeout=deadline.timeout(self._http.timeout),
+            ) as response:  # fmt: skip
+                target = redirect_target(response)
+                if target is None:
+                    return await _read_input(response, url, limits, deadline)
+            url = target
+        raise _FetchError(f"{redact(url)}: more than {limits.max_redirects} redirects")
 
     def _prompts(self, job: SimJob) -> list[str]:
         request = job.render_request
@@ -679,6 +709,32 @@ class Engine:
 
 class _FetchError(Exception):
     pass
+
+
+async def _read_input(
+    response: httpx.Response, url: str, limits: FetchLimits, deadline: Deadline
+) -> bytes:
+    """An input's body, cut off past the byte or time limit."""
+    if response.status_code != 200:
+        raise _FetchError(f"{redact(url)}: HTTP {response.status_code}")
+    refusal = length_refusal(response, limits.max_bytes)
+    if refusal is not None:
+        raise _FetchError(f"{redact(url)}: {refusal}")
+    data = bytearray()
+    async for chunk in response.aiter_bytes():  # as they arrive: limits checked per read
+        data.extend(chunk)
+        if len(data) > limits.max_bytes:
+            raise _FetchError(f"{redact(url)}: larger than {limits.max_bytes} bytes")
+        if deadline.expired:
+            raise _FetchError(_too_slow(url, limits))
+    mismatch = length_mismatch(response)
+    if mismatch is not None:
+        raise _FetchError(f"{redact(url)}: {mismatch}")
+    return bytes(data)
+
+
+def _too_slow(url: str, limits: FetchLimits) -> str:
+    return f"{redact(url)}: took longer than {limits.timeout:g}s"
 
 
 _ASPECTS = {"2:3": (2, 3), "1:1": (1, 1), "3:2": (3, 2)}
