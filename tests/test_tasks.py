@@ -22,6 +22,7 @@ from prefect_legnext import (
     Job,
     LegnextClient,
     OutcomeUnknownError,
+    OutputExpiredError,
     TransportError,
 )
 from prefect_legnext.core.endpoints import CREATE_ENDPOINTS
@@ -426,3 +427,32 @@ def test_a_failed_job_is_reported_with_no_points_spent(
             ).json()["events"]
     assert [e["payload"]["points"] for e in events] == [0]
     assert sim.stats()["points"]["charged"] == 0
+
+
+def test_an_expired_output_is_read_again_once_then_named_and_not_retried(
+    legnext_simulator_factory: Any, legnext_s3_bucket: S3Bucket
+) -> None:
+    sim = legnext_simulator_factory(output_ttl=0.2)
+    credentials = credentials_for(sim)
+    with legnext_client_for(sim) as client:
+        job = client.wait_for_job(client.diffusion(text="gone by the time we persist"))
+    time.sleep(0.3)  # the simulator's URLs expire; re-reading the job gives the same ones
+    persist = no_delay(persist_outputs.__wrapped__)
+
+    @flow
+    def late(with_credentials: bool) -> tuple[Any, Any]:
+        state = persist(
+            job, legnext_s3_bucket, credentials=credentials if with_credentials else None,
+            return_state=True,
+        )  # fmt: skip
+        return state.state_details.task_run_id, state.result(raise_on_failure=False)
+
+    for with_credentials, reads in ((False, 0), (True, 1)):
+        before = sim.stats()["requests"].get("GET job", 0)
+        task_run_id, outcome = late(with_credentials)
+        assert isinstance(outcome, OutputExpiredError)
+        assert f"output 0 of job {job.job_id} ({job.output_urls[0].rsplit('/', 1)[1]})" in str(
+            outcome
+        )
+        assert sim.stats()["requests"].get("GET job", 0) - before == reads
+        assert task_run(task_run_id).run_count == 1  # Prefect did not retry it
