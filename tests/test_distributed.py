@@ -296,3 +296,71 @@ def test_batch_on_a_dask_cluster_under_the_account_limit(
     assert _stored_outputs(bucket, "legnext", job_ids) == 8 * 4
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT).limit == 6
+
+
+HOLD_SLOT = """
+import sys, time
+from prefect_legnext.orchestration.flows import account_slot
+with account_slot(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(3600)
+"""
+
+
+def _active_slots(name: str) -> int:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(name).active_slots
+
+
+def _wait_for_slots(name: str, wanted: int, within: float, cluster: Processes) -> float:
+    """Seconds until `name` has `wanted` active slots; fails after `within` seconds."""
+    started = time.monotonic()
+    while _active_slots(name) != wanted:
+        assert time.monotonic() - started < within, cluster.logs()
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def test_a_killed_holders_slot_frees_after_the_lease_and_a_live_one_keeps_it(
+    prefect_cluster: Processes,
+) -> None:
+    """Issue 11, defect 7: a step's slot is leased for ACCOUNT_LEASE_SECONDS and renewed
+    while held. A SIGKILLed holder (no release) frees its slot once the lease runs out and
+    the server's repossessor has run; a live holder keeps its slot past the lease."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from prefect_legnext.orchestration.provisioning import ACCOUNT_LEASE_SECONDS
+
+    cluster = prefect_cluster
+    name = "lease-test"
+    repossessor_seconds = 15.0  # the server's default loop (not changed by the fixture)
+    # A generous bound for a busy machine, still far below the old 300 s lease.
+    frees_within = ACCOUNT_LEASE_SECONDS + repossessor_seconds + 90
+    with _api_settings(cluster):
+        with get_client(sync_client=True) as client:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=2))
+        python = str(BIN / "python")
+        doomed = cluster.start("holder-killed", python, "-c", HOLD_SLOT, name)
+        live = cluster.start("holder-live", python, "-c", HOLD_SLOT, name)
+        try:
+            _wait_for_slots(name, 2, 180, cluster)
+            held_since = time.monotonic()
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait(timeout=30)
+
+            freed_after = _wait_for_slots(name, 1, frees_within, cluster)
+            assert freed_after < frees_within
+            # Past the live holder's first lease and a repossessor pass: renewed, kept.
+            time.sleep(
+                max(0.0, held_since + ACCOUNT_LEASE_SECONDS + 2 * repossessor_seconds
+                    - time.monotonic())
+            )  # fmt: skip
+            assert live.poll() is None
+            assert _active_slots(name) == 1
+        finally:
+            for process in (doomed, live):
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
@@ -44,7 +45,12 @@ from prefect_legnext.core.errors import (
 from prefect_legnext.core.models import LegnextRequest, parse_job_id
 from prefect_legnext.core.polling import PollPolicy
 from prefect_legnext.core.responses import AccountInfo, ActiveTasks, Balance, Job, unwrap_data
-from prefect_legnext.core.retry import NOT_SENT_ERRORS, RetryPolicy, retry_after_seconds
+from prefect_legnext.core.retry import (
+    NOT_SENT_ERRORS,
+    RetryPolicy,
+    is_retryable,
+    retry_after_seconds,
+)
 
 DEFAULT_BASE_URL = "https://api.legnext.ai"
 ENV_API_KEY = "LEGNEXT_API_KEY"
@@ -132,6 +138,53 @@ class _ApiKeyAuth(httpx.Auth):
         return "_ApiKeyAuth(api_key=SecretStr('**********'))"
 
 
+@dataclass(frozen=True)
+class _WaitWindow:
+    """One `wait_for_job` call's clock (monotonic seconds): when it started, when it must
+    end, and the ``max_wait_seconds`` it was given (for the error)."""
+
+    started: float
+    end: float
+    max_wait_seconds: float
+
+    @classmethod
+    def open(cls, max_wait_seconds: float, deadline: float | None) -> _WaitWindow:
+        """`max_wait_seconds` from now, or less when the wall-clock `deadline` (epoch
+        seconds, set by the flow's process or an earlier attempt) comes first."""
+        now = time.monotonic()
+        end = now + max_wait_seconds
+        if deadline is not None:
+            end = min(end, now + (deadline - time.time()))
+        return cls(started=now, end=end, max_wait_seconds=max_wait_seconds)
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def cannot_fit(self, backoff: float | None, transient: bool) -> bool:
+        """Whether a transient failure ends the wait as a timeout, not a transport error:
+        the deadline has come, or the retry's `backoff` would end past it."""
+        if not transient:
+            return False
+        return self.left() <= 0 or (backoff is not None and backoff >= self.left())
+
+    def capped(self, seconds: float) -> float:
+        """`seconds`, shortened so that a sleep ends by the deadline."""
+        return min(seconds, max(self.left(), 0.0))
+
+    def timeout(self, job_id: str, job: Job | None) -> JobTimeoutError:
+        return JobTimeoutError(
+            job_id=job_id,
+            job=job,
+            waited_seconds=time.monotonic() - self.started,
+            max_wait_seconds=self.max_wait_seconds,
+        )
+
+
+class _DeadlineReached(Exception):
+    """A read of a wait could not finish, or be retried, before the wait's deadline;
+    `wait_for_job` turns it into `JobTimeoutError` (it never leaves the client)."""
+
+
 class _ClientCore:
     """Everything the two clients share: configuration, request building,
     response reading, error mapping and the retry and polling decisions."""
@@ -170,6 +223,27 @@ class _ClientCore:
             "headers": {"accept": "application/json", "user-agent": f"prefect-legnext/{_VERSION}"},
             "follow_redirects": False,
         }
+
+    def _timeout_within(self, window: _WaitWindow | None) -> httpx.Timeout:
+        """The client's timeouts, each cut to the time `window` has left, so that a slow
+        answer cannot carry a wait past its deadline.
+
+        Raises:
+            _DeadlineReached: no time is left.
+        """
+        if window is None:
+            return self._timeout
+        left = window.left()
+        if left <= 0:
+            raise _DeadlineReached("no time left")
+
+        def cut(seconds: float | None) -> float:
+            return left if seconds is None else min(seconds, left)
+
+        t = self._timeout
+        return httpx.Timeout(
+            connect=cut(t.connect), read=cut(t.read), write=cut(t.write), pool=cut(t.pool)
+        )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key.get_secret_value())
@@ -237,12 +311,21 @@ class _ClientCore:
         )
 
     def _backoff(
-        self, attempt: int, started: float, error: LegnextError, what: str, is_create: bool
+        self,
+        attempt: int,
+        started: float,
+        error: LegnextError,
+        what: str,
+        is_create: bool,
+        window: _WaitWindow | None = None,
     ) -> float:
-        """Seconds to wait before retrying, or raise ``error`` when it must not be retried."""
+        """Seconds to wait before retrying, or raise ``error`` when it must not be retried
+        (`_DeadlineReached` when a retry would not fit before `window`'s end)."""
         wait = self.retry.next_delay(
             attempt, time.monotonic() - started, error, is_create=is_create
         )
+        if window is not None and window.cannot_fit(wait, is_retryable(error, is_create=is_create)):
+            raise _DeadlineReached(what) from error
         if wait is None:
             raise error
         logger.warning(
@@ -271,7 +354,7 @@ class _ClientCore:
             ) from exc
 
     def _poll_step(
-        self, poll: PollPolicy, job: Job, job_id: str, started: float, deadline: float
+        self, poll: PollPolicy, job: Job, job_id: str, window: _WaitWindow
     ) -> float | None:
         """After a poll: None when the job completed, else seconds until the next poll.
 
@@ -285,10 +368,9 @@ class _ClientCore:
             raise JobFailedError(job)
         if not job.is_known_status:
             logger.warning("job %s reports unknown status %r; still waiting", job_id, job.status)
-        now = time.monotonic()
-        if now >= deadline:
-            raise JobTimeoutError(job_id=job_id, job=job, waited_seconds=now - started)
-        return min(poll.next_wait(job), deadline - now)
+        if window.left() <= 0:
+            raise window.timeout(job_id, job)
+        return window.capped(poll.next_wait(job))
 
     @staticmethod
     def _first_wait(poll: PollPolicy, job: Job | None) -> float:
@@ -375,30 +457,48 @@ class LegnextClient(_ClientCore, _SyncEndpoints):
         job: str | Job,
         *,
         max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        deadline: float | None = None,
         poll: PollPolicy | None = None,
         on_update: JobUpdateHook | None = None,
     ) -> Job:
         """Poll until the job completes; pass the Job from a create to skip an early poll.
 
+        The wait ends after ``max_wait_seconds``, or at ``deadline`` (epoch seconds, as
+        `time.time()`) when that comes first. Everything counts: polls, slow answers
+        (each read's timeouts are cut to the time left) and read retries (none starts
+        whose backoff would end past the deadline).
+
         Raises:
             JobFailedError: the job failed (carries Legnext's code and message).
-            JobTimeoutError: not finished after ``max_wait_seconds``.
+            JobTimeoutError: not finished by the deadline, also when reads were failing
+                or too slow at that point.
         """
         poll = poll or self.poll
         job_id = self._job_id(job)
-        started = time.monotonic()
-        deadline = started + max_wait_seconds
-        wait: float | None = self._first_wait(poll, job if isinstance(job, Job) else None)
+        window = _WaitWindow.open(max_wait_seconds, deadline)
+        last = job if isinstance(job, Job) else None
+        wait: float | None = self._first_wait(poll, last)
         while wait is not None:
-            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-            current = self.get_job(job_id)
+            time.sleep(window.capped(wait))
+            last = self._read_job(job_id, window, last)
             if on_update is not None:
-                on_update(current)
-            wait = self._poll_step(poll, current, job_id, started, deadline)
-        return current
+                on_update(last)
+            wait = self._poll_step(poll, last, job_id, window)
+        assert last is not None  # the loop reads at least once
+        return last
 
-    def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:
-        return self._request("GET", query.path.format(**path_params), query.response)
+    def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
+        """One poll of a wait, within its window."""
+        try:
+            return self._query(GET_JOB, window, job_id=job_id)
+        except _DeadlineReached as exc:
+            raise window.timeout(job_id, last) from exc.__cause__
+
+    def _query(
+        self, query: QueryEndpoint[ModelT], window: _WaitWindow | None = None, **path_params: str
+    ) -> ModelT:
+        path = query.path.format(**path_params)
+        return self._request("GET", path, query.response, window=window)
 
     def _request(
         self,
@@ -408,6 +508,7 @@ class LegnextClient(_ClientCore, _SyncEndpoints):
         *,
         create: CreateEndpoint | None = None,
         body: dict[str, Any] | None = None,
+        window: _WaitWindow | None = None,
     ) -> ModelT:
         what = f"{method} {path}"
         started = time.monotonic()
@@ -416,13 +517,14 @@ class LegnextClient(_ClientCore, _SyncEndpoints):
             attempt += 1
             submitted_at = datetime.now(UTC)
             try:
-                response = self._http.request(method, path, json=body)
+                timeout = self._timeout_within(window)
+                response = self._http.request(method, path, json=body, timeout=timeout)
                 error = self._failure(response, create, body, submitted_at)
             except httpx.TransportError as exc:
                 error = self._transport_failure(exc, create, body, submitted_at, what)
             if error is None:
                 return self._read(response, model, create, body, submitted_at)
-            time.sleep(self._backoff(attempt, started, error, what, create is not None))
+            time.sleep(self._backoff(attempt, started, error, what, create is not None, window))
 
 
 class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
@@ -479,25 +581,37 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         job: str | Job,
         *,
         max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
+        deadline: float | None = None,
         poll: PollPolicy | None = None,
         on_update: JobUpdateHook | None = None,
     ) -> Job:
         """Poll until the job completes. See `LegnextClient.wait_for_job`."""
         poll = poll or self.poll
         job_id = self._job_id(job)
-        started = time.monotonic()
-        deadline = started + max_wait_seconds
-        wait: float | None = self._first_wait(poll, job if isinstance(job, Job) else None)
+        window = _WaitWindow.open(max_wait_seconds, deadline)
+        last = job if isinstance(job, Job) else None
+        wait: float | None = self._first_wait(poll, last)
         while wait is not None:
-            await asyncio.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-            current = await self.get_job(job_id)
+            await asyncio.sleep(window.capped(wait))
+            last = await self._read_job(job_id, window, last)
             if on_update is not None:
-                on_update(current)
-            wait = self._poll_step(poll, current, job_id, started, deadline)
-        return current
+                on_update(last)
+            wait = self._poll_step(poll, last, job_id, window)
+        assert last is not None  # the loop reads at least once
+        return last
 
-    async def _query(self, query: QueryEndpoint[ModelT], **path_params: str) -> ModelT:
-        return await self._request("GET", query.path.format(**path_params), query.response)
+    async def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
+        """One poll of a wait, within its window."""
+        try:
+            return await self._query(GET_JOB, window, job_id=job_id)
+        except _DeadlineReached as exc:
+            raise window.timeout(job_id, last) from exc.__cause__
+
+    async def _query(
+        self, query: QueryEndpoint[ModelT], window: _WaitWindow | None = None, **path_params: str
+    ) -> ModelT:
+        path = query.path.format(**path_params)
+        return await self._request("GET", path, query.response, window=window)
 
     async def _request(
         self,
@@ -507,6 +621,7 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         *,
         create: CreateEndpoint | None = None,
         body: dict[str, Any] | None = None,
+        window: _WaitWindow | None = None,
     ) -> ModelT:
         what = f"{method} {path}"
         started = time.monotonic()
@@ -515,10 +630,13 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
             attempt += 1
             submitted_at = datetime.now(UTC)
             try:
-                response = await self._http.request(method, path, json=body)
+                timeout = self._timeout_within(window)
+                response = await self._http.request(method, path, json=body, timeout=timeout)
                 error = self._failure(response, create, body, submitted_at)
             except httpx.TransportError as exc:
                 error = self._transport_failure(exc, create, body, submitted_at, what)
             if error is None:
                 return self._read(response, model, create, body, submitted_at)
-            await asyncio.sleep(self._backoff(attempt, started, error, what, create is not None))
+            await asyncio.sleep(
+                self._backoff(attempt, started, error, what, create is not None, window)
+            )

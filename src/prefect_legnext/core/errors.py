@@ -168,13 +168,31 @@ class JobFailedError(JobError):
 
 
 class JobTimeoutError(JobError):
-    """The job did not finish before the deadline. It may still finish later."""
+    """The job did not finish before the deadline. It may still finish later.
 
-    def __init__(self, *, job_id: str, job: Job | None, waited_seconds: float) -> None:
+    Attributes:
+        waited_seconds: how long this wait (this attempt, when a task retried) lasted.
+        max_wait_seconds: the limit it ran into, when known.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        job: Job | None,
+        waited_seconds: float,
+        max_wait_seconds: float | None = None,
+    ) -> None:
         self.waited_seconds = waited_seconds
+        self.max_wait_seconds = max_wait_seconds
         status = job.status if job is not None else "unknown"
+        limit = (
+            f"max_wait_seconds={max_wait_seconds:g} (this wait: {waited_seconds:.1f}s; "
+            if max_wait_seconds is not None
+            else f"{waited_seconds:.1f}s ("
+        )
         super().__init__(
-            f"job {job_id} did not finish within {waited_seconds:.1f}s (last status: {status})",
+            f"job {job_id} did not finish within {limit}last status: {status})",
             job_id=job_id,
             job=job,
         )

@@ -16,8 +16,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar, cast
@@ -54,7 +55,11 @@ from prefect_legnext.orchestration.plans import (
     default_mask,
     plan_chain,
 )
-from prefect_legnext.orchestration.provisioning import ACCOUNT_LIMIT, ensure_account_limit
+from prefect_legnext.orchestration.provisioning import (
+    ACCOUNT_LEASE_SECONDS,
+    ACCOUNT_LIMIT,
+    ensure_account_limit,
+)
 from prefect_legnext.orchestration.resolve import (
     DEFAULT_CREDENTIALS_BLOCK,
     DEFAULT_STORAGE_BLOCK,
@@ -380,6 +385,15 @@ def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> Job | N
     return None if job.is_failed else job
 
 
+@contextmanager
+def account_slot(limit: str = ACCOUNT_LIMIT) -> Iterator[None]:
+    """Hold one slot of `limit` (``legnext-account``) on a short lease that Prefect renews
+    in the background while it is held: a live step keeps its slot however long it
+    waits, a killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`)."""
+    with concurrency(limit, occupy=1, lease_duration=ACCOUNT_LEASE_SECONDS):
+        yield
+
+
 def run_step(
     planned: PlannedStep,
     request: LegnextRequest,
@@ -405,7 +419,7 @@ def run_step(
     budget.reserve(cost, where, already_paid=recorded is not None)
     progress = _Progress(label, planned)
     started = time.monotonic()
-    with concurrency(ACCOUNT_LIMIT, occupy=1):
+    with account_slot():
         if recorded is not None:
             _run_logger().info(
                 "%s: reusing job %s (key %s), nothing charged", target.name, recorded.job_id, key
@@ -418,9 +432,11 @@ def run_step(
             )  # fmt: skip
         short = job.job_id[:SHORT_ID]
         progress("reused" if recorded else "submitted", job.job_id, f"{job.points} points")
+        # Set here, once: the wait task's queueing, slow reads and retries all count.
+        deadline = time.time() + settings.max_wait_seconds
         done: Job = _dispatch(
             wait_for_job, f"{name}: wait {short}", set(tags), settings.credentials, job,
-            settings.max_wait_seconds, on_update=progress.status,
+            settings.max_wait_seconds, on_update=progress.status, deadline=deadline,
         )  # fmt: skip
     # A process or Dask worker calls its own copy of `progress`: say the end here.
     progress.status(done)

@@ -6,6 +6,12 @@ from __future__ import annotations
 from contextlib import suppress
 
 ACCOUNT_LIMIT = "legnext-account"
+# The lease of a slot of ACCOUNT_LIMIT, in seconds. Prefect renews it in the background
+# (every 3/4 of it) while the step holds the slot, so a live step keeps its slot however
+# long it waits; a killed holder stops renewing and the server frees the slot once the
+# lease has run out (and its repossessor, every 15 s by default, has noticed). 60 s is
+# the shortest lease Prefect's server accepts.
+ACCOUNT_LEASE_SECONDS = 60.0
 DEFAULT_WORK_POOL = "legnext-process"
 
 

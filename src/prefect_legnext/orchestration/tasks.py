@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ from prefect.utilities.asyncutils import run_sync_in_worker_thread
 from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.endpoints import endpoint_for
-from prefect_legnext.core.errors import JobFailedError, RateLimitedError
+from prefect_legnext.core.errors import JobFailedError, JobTimeoutError, RateLimitedError
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest
 from prefect_legnext.core.responses import Balance, Job
@@ -75,35 +75,43 @@ if TYPE_CHECKING:
     LedgerArg = JobLedger | S3Bucket | str | None
 
 DEFAULT_MAX_WAIT_SECONDS = 900.0
+JobHook = Callable[[Job], None]
 # The longest Retry-After a task sits out before Prefect's retry; a longer one still
 # fails the attempt, and Prefect's backoff takes over.
 MAX_ASKED_WAIT_SECONDS = 900.0
 
 
-def _asked_wait(error: RateLimitedError) -> float:
-    return min(max(error.retry_after or 0.0, 0.0), MAX_ASKED_WAIT_SECONDS)
+def _asked_wait(error: RateLimitedError, deadline: float | None = None) -> float:
+    """How long to sit out a Retry-After: never past a wait's `deadline` (epoch seconds)."""
+    asked = min(max(error.retry_after or 0.0, 0.0), MAX_ASKED_WAIT_SECONDS)
+    return asked if deadline is None else min(asked, max(deadline - time.time(), 0.0))
 
 
 @contextmanager
-def _client(credentials: LegnextCredentials) -> Iterator[LegnextClient]:
+def _client(
+    credentials: LegnextCredentials, deadline: float | None = None
+) -> Iterator[LegnextClient]:
     """A client whose 429 with a Retry-After longer than its own backoff holds the task
-    that long before failing, so that Prefect's retry does not come before Legnext asked."""
+    that long (at most until `deadline`) before failing, so that Prefect's retry does not
+    come before Legnext asked."""
     try:
         with credentials.get_client() as client:
             yield client
     except RateLimitedError as exc:
-        time.sleep(_asked_wait(exc))
+        time.sleep(_asked_wait(exc, deadline))
         raise
 
 
 @asynccontextmanager
-async def _async_client(credentials: LegnextCredentials) -> AsyncIterator[AsyncLegnextClient]:
+async def _async_client(
+    credentials: LegnextCredentials, deadline: float | None = None
+) -> AsyncIterator[AsyncLegnextClient]:
     """`_client`, awaited."""
     try:
         async with credentials.get_async_client() as client:
             yield client
     except RateLimitedError as exc:
-        await asyncio.sleep(_asked_wait(exc))
+        await asyncio.sleep(_asked_wait(exc, deadline))
         raise
 
 
@@ -275,24 +283,73 @@ def submit_request(
     return _submit(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)
 
 
-def _progress_logger(
-    job: Job | str, max_wait_seconds: float, hook: Callable[[Job], None] | None
-) -> Callable[[Job], None]:
-    """Logs each status change to the run log (polls themselves stay silent) and hands
-    every poll's job to `hook`."""
-    logger = get_run_logger()
-    last: dict[str, Any] = {"status": None}
+class _WaitProgress:
+    """Logs each status change to the run log (polls themselves stay silent), hands every
+    poll's job to `hook`, and keeps the last job seen (for a timeout raised here)."""
 
-    def on_update(job: Job) -> None:
-        if job.status != last["status"]:
-            last["status"] = job.status
-            logger.info("job %s (%s): %s", job.job_id, job.task_type, job.status)
-        if hook is not None:
-            hook(job)
+    def __init__(
+        self, job: Job | str, max_wait_seconds: float, deadline: float, hook: JobHook | None
+    ) -> None:
+        self.job_id = job.job_id if isinstance(job, Job) else job
+        self.last = job if isinstance(job, Job) else None
+        self.max_wait_seconds = max_wait_seconds
+        self.deadline = deadline
+        self._hook = hook
+        self._logger = get_run_logger()
+        self._status: str | None = None
+        self._logger.info(
+            "waiting up to %.0fs more for job %s (max_wait_seconds=%g)",
+            max(deadline - time.time(), 0.0), self.job_id, max_wait_seconds,
+        )  # fmt: skip
 
-    job_id = job.job_id if isinstance(job, Job) else job
-    logger.info("waiting up to %.0fs for job %s", max_wait_seconds, job_id)
-    return on_update
+    def __call__(self, job: Job) -> None:
+        self.last = job
+        if job.status != self._status:
+            self._status = job.status
+            self._logger.info("job %s (%s): %s", job.job_id, job.task_type, job.status)
+        if self._hook is not None:
+            self._hook(job)
+
+    @contextmanager
+    def no_retry_past_deadline(self) -> Iterator[None]:
+        """A transient failure whose Prefect retry would start at or after the deadline
+        ends the wait as a timeout: the retry could only time out, later."""
+        try:
+            yield
+        except TRANSIENT_ERRORS as exc:
+            delay = _next_retry_delay()
+            if delay is not None and time.time() + delay >= self.deadline:
+                raise JobTimeoutError(
+                    job_id=self.job_id, job=self.last, waited_seconds=self._waited(),
+                    max_wait_seconds=self.max_wait_seconds,
+                ) from exc  # fmt: skip
+            raise
+
+    def _waited(self) -> float:
+        return time.time() - (self.deadline - self.max_wait_seconds)
+
+
+def _next_retry_delay() -> float | None:
+    """Seconds before Prefect retries the current task run (the delay before jitter), or
+    None when it has no retry left."""
+    context = TaskRunContext.get()
+    if context is None or context.task_run.run_count > context.task.retries:
+        return None
+    delays = context.task.retry_delay_seconds or 0
+    if isinstance(delays, Sequence):
+        return float(delays[min(context.task_run.run_count - 1, len(delays) - 1)])
+    return float(delays)
+
+
+def wait_deadline(max_wait_seconds: float, deadline: float | None = None) -> float:
+    """When a wait task must end (epoch seconds): `deadline` when given (the flow sets it
+    when the step starts waiting), else ``max_wait_seconds`` after this task run first
+    started, so that its Prefect retries keep one deadline."""
+    if deadline is not None:
+        return deadline
+    context = TaskRunContext.get()
+    start = context.task_run.start_time if context is not None else None
+    return (start.timestamp() if start is not None else time.time()) + max_wait_seconds
 
 
 _WAIT_OPTIONS = task_options("legnext-wait", TRANSIENT_ERRORS)
@@ -303,15 +360,17 @@ async def await_for_job(
     credentials: LegnextCredentials,
     job: Job | str,
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
-    on_update: Callable[[Job], None] | None = None,
+    on_update: JobHook | None = None,
+    deadline: float | None = None,
 ) -> Job:
     """Wait for a job to complete, polling inside this one task run. See `wait_for_job`."""
-    on_update = _progress_logger(job, max_wait_seconds, on_update)
-    with _job_outcome_events() as completed:
-        async with _async_client(credentials) as client:
+    end = wait_deadline(max_wait_seconds, deadline)
+    progress = _WaitProgress(job, max_wait_seconds, end, on_update)
+    with _job_outcome_events() as completed, progress.no_retry_past_deadline():
+        async with _async_client(credentials, end) as client:
             return completed(
                 await client.wait_for_job(
-                    job, max_wait_seconds=max_wait_seconds, on_update=on_update
+                    job, max_wait_seconds=max_wait_seconds, deadline=end, on_update=progress
                 )
             )
 
@@ -322,27 +381,41 @@ def wait_for_job(
     credentials: LegnextCredentials,
     job: Job | str,
     max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
-    on_update: Callable[[Job], None] | None = None,
+    on_update: JobHook | None = None,
+    deadline: float | None = None,
 ) -> Job:
     """Wait for a job to complete; the polls happen inside this one task run.
 
     Args:
         credentials: the Legnext credentials block.
         job: the Job returned by a submit (its task type times the first poll), or an id.
-        max_wait_seconds: give up after this long (the job may still finish later).
+        max_wait_seconds: give up after this long (the job may still finish later),
+            counted from this task run's first start, across its Prefect retries: slow
+            or failing reads count too.
         on_update: called with the job after each poll, in the process that waits.
+        deadline: give up at this wall-clock time instead (epoch seconds, as
+            `time.time()`; the flows set it when a step starts waiting, so that the
+            time the task spends queued counts too). The earlier of the two wins.
 
     Returns:
         The completed job.
 
     Raises:
         JobFailedError: the job failed (Legnext's code and message).
-        JobTimeoutError: it did not finish in time.
+        JobTimeoutError: it did not finish in time (also when reads were failing or too
+            slow at the deadline, or a retry of this task could not start before it).
     """
-    on_update = _progress_logger(job, max_wait_seconds, on_update)
-    with _job_outcome_events() as completed, _client(credentials) as client:
+    end = wait_deadline(max_wait_seconds, deadline)
+    progress = _WaitProgress(job, max_wait_seconds, end, on_update)
+    with (
+        _job_outcome_events() as completed,
+        progress.no_retry_past_deadline(),
+        _client(credentials, end) as client,
+    ):
         return completed(
-            client.wait_for_job(job, max_wait_seconds=max_wait_seconds, on_update=on_update)
+            client.wait_for_job(
+                job, max_wait_seconds=max_wait_seconds, deadline=end, on_update=progress
+            )
         )
 
 
