@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -500,3 +501,75 @@ def test_one_budget_checks_every_submit_of_a_batch_on_a_process_pool(
     creates = sum(n for route, n in stats["requests"].items() if route.startswith("POST"))
     assert creates == stats["jobs_total"] < 8, stats["requests"]
     assert stats["duplicate_creates"] == 0
+
+
+def _saved_bucket(bucket: S3Bucket, sim: LegnextSimulator) -> dict[str, str]:
+    """`bucket` (e.g. reached through a proxy) and `sim`, saved as blocks for a flow."""
+    suffix = bucket.bucket_name.removeprefix("legnext-")
+    names = {"credentials_block": f"legnext-{suffix}", "storage_block": f"outputs-{suffix}"}
+    credentials_for(sim).save(names["credentials_block"], overwrite=True)
+    bucket.save(names["storage_block"], overwrite=True)
+    return names
+
+
+def test_a_new_step_reads_its_ledger_record_once(
+    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> None:
+    from s3_faults import FaultPlan, S3FaultProxy, bucket_through
+
+    sim = legnext_simulator_factory(time_scale=0.002)
+    plan = FaultPlan("reset", times=0)  # breaks nothing: it counts S3 requests
+    with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
+        names = _saved_bucket(bucket_through(proxy, local_s3_server.create_bucket()), sim)
+        steps = [
+            ChainStep(action="diffusion", prompt="read once"),
+            ChainStep(action="upscale", options={"type": 1}),
+        ]
+        legnext_pipeline(steps, **names)
+    record_reads = [
+        line for line in plan.seen
+        if line.startswith("GET ") and "/_ledger/" in line and "/_jobs/" not in line
+        and "list-type" not in line
+    ]  # fmt: skip
+    assert len(record_reads) == 2, record_reads  # one per step: run_step's
+    assert sim.stats()["jobs_total"] == 2
+
+
+def test_a_rerun_recovers_a_step_whose_create_got_a_503_without_paying_again(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from prefect_legnext.core.errors import OutcomeUnknownError
+    from prefect_legnext.orchestration import flows
+    from prefect_legnext.orchestration.ledger import S3Ledger
+
+    sim, bucket, names = blocks
+    once = flows.submit_request.__wrapped__.with_options(retries=0)  # type: ignore[attr-defined]
+    monkeypatch.setattr(flows, "submit_request", SimpleNamespace(__wrapped__=once))
+    steps = [
+        ChainStep(action="diffusion", prompt="a harbour"),
+        ChainStep(action="upscale", options={"type": 1}),
+    ]
+    scope = {"idempotency_scope": f"rerun-{bucket.bucket_name}"}
+    sim.set_faults({"upscale": {"server_error_rate": 1.0}})  # a 503 creates nothing
+    state = legnext_pipeline(steps, return_state=True, **scope, **names)
+    with pytest.raises(OutcomeUnknownError, match="HTTP 503"):
+        state.result()
+    sim.set_faults({})
+    # Within its window, a re-run stops at the unresolved step, before paying.
+    state = legnext_pipeline(steps, return_state=True, **scope, **names)
+    with pytest.raises(OutcomeUnknownError, match="counts as not created from"):
+        state.result()
+    (paid,) = sim.jobs()
+    # Once its window is over (as if written 30 minutes ago), the step is released.
+    ledger = S3Ledger(bucket)
+    (stuck,) = [r for r in ledger.records_since(datetime(2000, 1, 1, tzinfo=UTC)) if not r.job_id]
+    assert stuck.state == "unknown" and stuck.create_status == 503
+    ago = timedelta(minutes=30)
+    ledger.put(stuck.model_copy(update={"submitted_at": stuck.submitted_at - ago,
+                                        "updated_at": stuck.updated_at - ago}))  # fmt: skip
+    result = legnext_pipeline(steps, **scope, **names)
+    assert result.steps[0].job_id == paid["job_id"]  # the finished step is reused
+    stats = sim.stats()
+    assert stats["requests"]["POST diffusion"] == 1 and stats["jobs_total"] == 2

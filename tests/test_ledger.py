@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prefect_aws import S3Bucket
@@ -214,3 +214,280 @@ def test_a_missing_ledger_bucket_stays_permanent(local_s3_server: LocalS3Server)
     ledger = S3Ledger(local_s3_server.bucket_block("no-such-ledger-bucket"))
     with pytest.raises(BucketNotFoundError):
         ledger.create(_record("k"))
+
+
+# -- one read per step (issue 10) ------------------------------------------------------
+
+
+class CountingLedger:
+    """A ledger that counts its calls by name and runs `hook` once, right after the
+    first of the calls named in `on` returned."""
+
+    def __init__(
+        self,
+        inner: JobLedger,
+        hook: Callable[[], None] | None = None,
+        on: tuple[str, ...] = (),
+    ) -> None:
+        self.inner, self.hook, self.hook_on = inner, hook, on
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            result = method(*args, **kwargs)
+            if name in self.hook_on:
+                self.fire()
+            return result
+
+        return counted
+
+    def fire(self) -> None:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+
+
+def test_a_key_known_absent_is_created_without_reading_the_ledger(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    counting = CountingLedger(ledger)
+    with legnext_client_for(legnext_simulator) as client:
+        job, reused = submit_once(client, cast(JobLedger, counting), DiffusionRequest(text="new"),
+                                  "new-key", known_absent=True)  # fmt: skip
+    assert reused is False and counting.calls.get("get", 0) == 0
+    assert counting.calls["create"] == 1
+    assert ledger.get("new-key").job_id == job.job_id  # type: ignore[union-attr]
+
+
+def test_a_lost_create_race_after_known_absent_reads_the_record(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    request = DiffusionRequest(text="raced")
+    with legnext_client_for(legnext_simulator) as client:
+        # Another submit of the key wrote its record (and got its job) after our read.
+        first, _ = submit_once(client, ledger, request, "raced-key")
+        counting = CountingLedger(ledger)
+        again, reused = submit_once(client, cast(JobLedger, counting), request, "raced-key",
+                                    known_absent=True)  # fmt: skip
+    assert reused is True and again.job_id == first.job_id
+    assert counting.calls["create"] == 1 and counting.calls["get"] == 1
+    assert legnext_simulator.stats()["requests"]["POST diffusion"] == 1
+
+
+# -- job claims: adoption is exclusive (issue 11, defect 1) ----------------------------
+
+JOB_A = "00000000-0000-4000-8000-00000000000a"
+
+
+def test_a_job_claim_is_exclusive_idempotent_and_not_a_record(ledger: JobLedger) -> None:
+    ledger.put(_record("k1"))
+    assert ledger.job_holder(JOB_A) is None
+    assert ledger.claim_job(JOB_A, "k1") is True
+    assert ledger.claim_job(JOB_A, "k1") is True  # ours already: still ours
+    assert ledger.claim_job(JOB_A, "k2") is False
+    assert ledger.job_holder(JOB_A) == "k1"
+    records = ledger.records_since(datetime.now(UTC) - timedelta(days=1))
+    assert [r.key for r in records] == ["k1"]  # the claim is not listed as a record
+    with pytest.raises(ValueError, match="not a Legnext job id"):
+        ledger.claim_job("../k1", "k2")
+
+
+def test_a_lost_answer_to_a_claim_is_taken_as_ours(local_s3_server: LocalS3Server) -> None:
+    bucket = local_s3_server.create_bucket()
+    plan = FaultPlan("lose", times=1, method="PUT", path="/_jobs/")
+    with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
+        ledger = S3Ledger(bucket_through(proxy, bucket))
+        assert ledger.claim_job(JOB_A, "mine") is True
+    assert plan.broken == 1, plan.seen
+    assert S3Ledger(bucket).job_holder(JOB_A) == "mine"
+
+
+def test_a_recovering_submit_never_adopts_a_job_submitted_while_it_reconciles(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Submit A gets a 503 (nothing is created) and reconciles; submit B writes its record,
+    # POSTs and records its job in the middle of A's reconciliation, between its reads.
+    sim = legnext_simulator
+    theirs: list[Job] = []
+
+    def b_submits() -> None:
+        sim.set_faults({})
+        with legnext_client_for(sim) as client_b:
+            theirs.append(submit_once(client_b, ledger, DiffusionRequest(text="B"), "key-b")[0])
+
+    ours = CountingLedger(ledger, b_submits, on=("records_since",))
+    sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
+    with legnext_client_for(sim) as client_a:
+        listed = client_a.active_tasks
+
+        def active_tasks_then_b() -> Any:
+            answer = listed()
+            ours.fire()
+            return answer
+
+        monkeypatch.setattr(client_a, "active_tasks", active_tasks_then_b)
+        with pytest.raises(OutcomeUnknownError, match="HTTP 503"):
+            submit_once(client_a, cast(JobLedger, ours), DiffusionRequest(text="A"), "key-a")
+    (job_b,) = theirs
+    assert ledger.get("key-a").job_id is None  # type: ignore[union-attr]
+    assert ledger.get("key-b").job_id == job_b.job_id  # type: ignore[union-attr]
+    assert ledger.job_holder(job_b.job_id) == "key-b"
+    assert sim.stats()["jobs_total"] == 1
+
+
+def test_two_recovering_submits_cannot_both_adopt_one_job(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    sim = legnext_simulator_factory(time_scale=0.05)
+    with legnext_client_for(sim) as client:
+        lost = client.create(DiffusionRequest(text="made by a lost create"))
+        records = [_record(key, state="unknown") for key in ("r1", "r2")]
+        for record in records:
+            ledger.put(record)
+        # Each sees the other as unresolved: neither guesses.
+        assert [reconcile(client, ledger, r) for r in records] == [None, None]
+        # Once r2 is known to have made nothing, r1's job is r1's alone.
+        ledger.put(records[1].model_copy(update={"state": "abandoned"}))
+        adopted = reconcile(client, ledger, records[0])
+        assert adopted is not None and adopted.job_id == lost.job_id
+        assert ledger.job_holder(lost.job_id) == "r1"
+        # Unrecorded (r1 stopped between claim and record) and blocking nobody (its
+        # window is over), r1's claim still keeps the job from r2.
+        ledger.put(records[1])
+        ledger.put(records[0])
+        _backdate(ledger, "r1", timedelta(minutes=6, seconds=45), touched=timedelta(0))
+        assert reconcile(client, ledger, records[1]) is None
+        assert ledger.job_holder(lost.job_id) == "r1"
+
+
+# -- every unresolved record has a bounded life (issue 11, defect 5) -------------------
+
+
+def _backdate(ledger: JobLedger, key: str, by: timedelta, touched: timedelta | None = None) -> None:
+    """Move a record's submit back by `by` (and its last write by `touched`, default the
+    same): as if it had been written that long ago."""
+    record = ledger.get(key)
+    assert record is not None
+    ledger.put(
+        record.model_copy(
+            update={"submitted_at": record.submitted_at - by,
+                    "updated_at": record.updated_at - (touched if touched is not None else by)}
+        )
+    )  # fmt: skip
+
+
+PAST_ANY_WINDOW = timedelta(minutes=30)
+
+
+def test_a_503_on_create_blocks_only_until_its_window_has_passed(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    sim = legnext_simulator
+    request = DiffusionRequest(text="503 on create")
+    sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
+    with legnext_client_for(sim) as client:
+        with pytest.raises(OutcomeUnknownError, match="HTTP 503"):
+            submit_once(client, ledger, request, "k503")
+        record = ledger.get("k503")
+        assert record is not None and record.state == "unknown" and record.create_status == 503
+        sim.set_faults({})
+        # Within its window a job it made could still turn up: no second POST.
+        with pytest.raises(OutcomeUnknownError, match="counts as not created from"):
+            submit_once(client, ledger, request, "k503")
+        assert sim.stats()["jobs_total"] == 0
+        _backdate(ledger, "k503", PAST_ANY_WINDOW)
+        job, reused = submit_once(client, ledger, request, "k503")
+        again, reused_again = submit_once(client, ledger, request, "k503")
+    assert reused is False and again.job_id == job.job_id and reused_again is True
+    stats = sim.stats()
+    assert stats["jobs_total"] == 1 and stats["requests"]["POST diffusion"] == 2
+
+
+def test_a_worker_killed_during_an_unanswered_create_is_released_after_its_window(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect_legnext.core.endpoints import endpoint
+    from prefect_legnext.orchestration.ledger import body_sha256
+
+    request = DiffusionRequest(text="killed mid-create")
+    digest = body_sha256(endpoint("diffusion"), request)
+    ledger.put(_record("killed", body_sha256=digest))
+    _backdate(ledger, "killed", PAST_ANY_WINDOW)
+    with legnext_client_for(legnext_simulator) as client:
+        job, reused = submit_once(client, ledger, request, "killed")
+    assert reused is False and legnext_simulator.stats()["jobs_total"] == 1
+    (conclusion,) = [r.getMessage() for r in caplog.records if "concluded not created" in r.msg]
+    assert "never returned" in conclusion and "no unclaimed diffusion job" in conclusion
+    assert ledger.get("killed").job_id == job.job_id  # type: ignore[union-attr]
+
+
+def test_two_lost_answers_of_one_type_both_recover_after_their_window(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    sim = legnext_simulator
+    requests = {key: DiffusionRequest(text=key) for key in ("lost-1", "lost-2")}
+    sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
+    with legnext_client_for(sim) as client:
+        for key, request in requests.items():
+            with pytest.raises(OutcomeUnknownError):
+                submit_once(client, ledger, request, key)
+        sim.set_faults({})
+        for key in requests:
+            _backdate(ledger, key, PAST_ANY_WINDOW)
+        jobs = [submit_once(client, ledger, request, key)[0] for key, request in requests.items()]
+    assert len({job.job_id for job in jobs}) == 2 and sim.stats()["jobs_total"] == 2
+
+
+def test_an_expired_record_does_not_block_reconciling_another_of_its_type(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # An old unresolved record (its window of 6.5 minutes for diffusion is over, though
+    # a retry touched it just now), then a lost answer whose job is among the active ones.
+    sim = legnext_simulator_factory(time_scale=0.05)
+    ledger.put(_record("old", state="unknown", create_status=503))
+    _backdate(ledger, "old", timedelta(minutes=6, seconds=45), touched=timedelta(seconds=10))
+    sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
+    with legnext_client_for(sim) as client:
+        job, reused = submit_once(client, ledger, DiffusionRequest(text="new"), "new")
+    (created,) = sim.jobs()
+    assert reused is True and job.job_id == created["job_id"]
+    assert ledger.job_holder(job.job_id) == "new"
+
+
+def test_an_answered_success_that_could_not_be_read_is_never_concluded_not_created(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    from prefect_legnext.core.endpoints import endpoint
+    from prefect_legnext.orchestration.ledger import body_sha256
+
+    request = DiffusionRequest(text="answered 200, unreadable")
+    digest = body_sha256(endpoint("diffusion"), request)
+    ledger.put(_record("k200", state="unknown", create_status=200, body_sha256=digest))
+    _backdate(ledger, "k200", PAST_ANY_WINDOW)
+    with (
+        legnext_client_for(legnext_simulator) as client,
+        pytest.raises(OutcomeUnknownError, match="could not be reconciled"),
+    ):
+        submit_once(client, ledger, request, "k200")
+    assert legnext_simulator.stats()["jobs_total"] == 0
+
+
+def test_a_shortened_window_releases_a_record_when_active_tasks_do_not_answer(
+    ledger: JobLedger, legnext_simulator: LegnextSimulator
+) -> None:
+    from prefect_legnext.core.retry import NO_RETRY
+
+    sim = legnext_simulator
+    request = DiffusionRequest(text="no active tasks")
+    sim.set_faults({"diffusion": {"server_error_rate": 1.0},
+                    "active_tasks": {"server_error_rate": 1.0}})  # fmt: skip
+    with legnext_client_for(sim, retry=NO_RETRY) as client:
+        with pytest.raises(OutcomeUnknownError):
+            submit_once(client, ledger, request, "fast", window_scale=1e-6)
+        sim.set_faults({"active_tasks": {"server_error_rate": 1.0}})
+        job, reused = submit_once(client, ledger, request, "fast", window_scale=1e-6)
+    assert reused is False and sim.stats()["jobs_total"] == 1
+    assert ledger.get("fast").job_id == job.job_id  # type: ignore[union-attr]

@@ -259,7 +259,9 @@ class _ClientCore:
         if response.is_success:
             return None
         if create is not None and response.status_code >= 500:
-            return self._unknown(create, body, submitted_at, f"HTTP {response.status_code}")
+            return self._unknown(
+                create, body, submitted_at, f"HTTP {response.status_code}", response.status_code
+            )
         try:
             payload: Any = response.json()
         except ValueError:
@@ -301,6 +303,7 @@ class _ClientCore:
         body: Mapping[str, Any] | None,
         submitted_at: datetime,
         reason: str,
+        status_code: int | None = None,
     ) -> OutcomeUnknownError:
         return OutcomeUnknownError(
             endpoint=create.name,
@@ -308,6 +311,7 @@ class _ClientCore:
             body=body or {},
             submitted_at=submitted_at,
             reason=reason,
+            status_code=status_code,
         )
 
     def _backoff(
@@ -348,7 +352,9 @@ class _ClientCore:
             return model.model_validate(unwrap_data(response.json()))
         except (ValueError, ValidationError) as exc:
             if create is not None and submitted_at is not None:
-                raise self._unknown(create, body, submitted_at, "unreadable answer") from exc
+                raise self._unknown(
+                    create, body, submitted_at, "unreadable answer", response.status_code
+                ) from exc
             raise LegnextError(
                 f"unreadable answer from {response.request.url.path}: {type(exc).__name__}"
             ) from exc

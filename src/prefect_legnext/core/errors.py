@@ -123,6 +123,8 @@ class OutcomeUnknownError(LegnextError):
         body: the JSON body that was sent (camelCase, no credentials).
         submitted_at: UTC time just before the request was sent.
         reason: what went wrong, e.g. ``"read timeout"`` or ``"HTTP 502"``.
+        status_code: the HTTP status of the answer when one came back (a 5xx, or a
+            success whose body could not be read); None when no answer came at all.
     """
 
     def __init__(
@@ -133,12 +135,14 @@ class OutcomeUnknownError(LegnextError):
         body: Mapping[str, Any],
         submitted_at: datetime,
         reason: str,
+        status_code: int | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.task_type = task_type
         self.body = dict(body)
         self.submitted_at = submitted_at
         self.reason = reason
+        self.status_code = status_code
         super().__init__(
             f"{endpoint} was sent at {submitted_at.isoformat()} but its outcome is unknown "
             f"({reason}); a job may have been created and charged. Reconcile before resubmitting."

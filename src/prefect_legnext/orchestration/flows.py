@@ -374,15 +374,16 @@ def _dispatch(dispatched: Callable[..., Any], name: str, tags: set[str], /, *arg
     return named.submit(*args, **kwargs).result()
 
 
-def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> Job | None:
-    """The job an earlier attempt recorded under `key`, when it can be reused: a failed
-    job released its points, so its step submits again (as `submit_once` would)."""
+def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> tuple[bool, Job | None]:
+    """Whether `key` has a record, and the job an earlier attempt recorded under it when
+    it can be reused: a failed job released its points, so its step submits again (as
+    `submit_once` would). The step's one read of the ledger."""
     record = ledger.get(key)
     if record is None or record.job_id is None:
-        return None
+        return record is not None, None
     with settings.credentials.get_client() as client:  # a free read
         job = client.get_job(record.job_id)
-    return None if job.is_failed else job
+    return True, None if job.is_failed else job
 
 
 @contextmanager
@@ -415,7 +416,7 @@ def run_step(
     name = f"{planned.index} {target.name}"
     cost = target.cost(request, parent.points if parent is not None else None)
     key, fingerprint = _step_identity(settings.scope, planned, parent)
-    recorded = _recorded_job(settings, ledger, key)
+    found, recorded = _recorded_job(settings, ledger, key)
     budget.reserve(cost, where, already_paid=recorded is not None)
     progress = _Progress(label, planned)
     started = time.monotonic()
@@ -429,6 +430,7 @@ def run_step(
             job = _dispatch(
                 submit_request, f"{name}: submit", set(tags), settings.credentials, request,
                 idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
+                known_absent=not found,
             )  # fmt: skip
         short = job.job_id[:SHORT_ID]
         progress("reused" if recorded else "submitted", job.job_id, f"{job.points} points")

@@ -2,22 +2,55 @@
 
 Legnext has no idempotency key, so we keep our own: for each submit, a record
 ``key -> job id`` in a small ledger (objects in the S3 bucket, or files in a
-local directory). The protocol, in `submit_once`:
+local directory), and for each job we hand out, a claim ``_jobs/<job id>`` naming
+the one key that holds it. The protocol, in `submit_once`:
 
 1. A record with a job id exists: reuse that job, no POST.
 2. A record without a job id exists (a previous attempt died or lost the answer
    after sending): reconcile with the account's active tasks before anything else;
-   adopt the job when exactly one candidate fits, else stop with
-   `OutcomeUnknownError` (or resubmit, when the caller accepts that risk).
-3. No record: write ``submitting`` first (write-ahead), POST, then record the job
-   id. A POST refused before acceptance (4xx, 429, connection never made) deletes
-   the record: nothing was created, a retry may POST again.
+   adopt the job when exactly one candidate fits and its claim is won, else stop
+   with `OutcomeUnknownError` (or resubmit, when the caller accepts that risk), until
+   the evidence says the create made nothing (below): then the record is released
+   (``abandoned``) and the submit POSTs again.
+3. No record: write ``submitting`` first (write-ahead), POST, claim the job, then
+   record its id. A POST refused before acceptance (4xx, 429, connection never made)
+   deletes the record: nothing was created, a retry may POST again.
+
+Adoption is exclusive. Reconciliation lists the account's active tasks first and
+reads the ledger after: a job in that list was created by a POST that came after its
+record was written, so its record is seen (unresolved: nothing is adopted while it
+overlaps ours; resolved: its job is excluded). The adopter must then win the job's
+claim, a conditional create that the owner also makes right after its POST answers.
+
+When is a create concluded "not created"? Legnext lists no recent jobs, only active
+ones (``GET /api/account/active_tasks``, used when it answers, never depended on).
+The evidence, every rule of it our decision and not Legnext's:
+
+- What the create's answer was, kept in the record (``create_status``): an HTTP 5xx
+  that came back, no answer at all, or none yet (``submitting``: the worker stopped
+  during the create). An answered success whose body could not be read made a job:
+  it is never concluded "not created" (the caller may still resubmit).
+- The record's *window*: its submit time, plus `SEND_WINDOW` (how late its POST can
+  still make a job) and `CLOCK_SKEW`, plus the job type's longest typical duration
+  (API.md). A job the create made is active until then, so reconciliation sees it.
+  Past the window, a look at the active tasks (or no answer from them) that finds no
+  unclaimed job of the type created in the record's creation interval concludes "not
+  created": the record is marked ``abandoned`` and the submit POSTs again.
+- An unresolved record blocks the reconciliation of another of its type only while
+  their creation intervals overlap and its own window lasts: an old record blocks
+  nothing.
+
+The residual risk: a job that a lost create did make, that finished before anyone
+looked (or while the active tasks did not answer, or after a queue in Legnext held it
+past the window), is paid and left behind, and the step pays again. And two lost
+creates of one type at once, without callbacks, cannot be told apart: nothing is
+adopted until one of them is resolved or expires.
 
 Why a ledger and not Prefect's result cache: a cached result exists only once the
 task has *finished*; a worker that dies between the POST and the end of the task
 leaves no result, and the retry would pay again. The write-ahead record survives it.
 The S3 ledger lives beside the outputs, is shared by every worker and needs no
-Prefect server; the local ledger suits one machine.
+Prefect server; the local ledger suits one machine. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -30,6 +63,7 @@ import re
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -39,6 +73,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
+from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
 from prefect_legnext.core.models import LegnextRequest
 
@@ -46,16 +81,23 @@ if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
     from prefect_legnext.core.client import LegnextClient
-    from prefect_legnext.core.responses import Job
+    from prefect_legnext.core.responses import ActiveTask, Job
 
 logger = logging.getLogger("prefect_legnext.orchestration.ledger")
 
+# Our decisions, not Legnext's (it publishes no such bounds):
+# how far our clocks and Legnext's may disagree,
 CLOCK_SKEW = timedelta(minutes=2)
+# and how long after its write-ahead record a create's POST can still make a job: the
+# client retries a create for up to 120 s (never sent, or 429), then waits one 30 s read.
+SEND_WINDOW = timedelta(minutes=3)
 # A create answers within the client's 30 s read timeout: a "submitting" record older
 # than this belongs to a submit that died, and is reconciled rather than waited for.
 IN_PROGRESS_GRACE_SECONDS = 60.0
 IN_PROGRESS_POLL_SECONDS = 0.5
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+JOBS_DIR = "_jobs"  # the claims, beside the records (never listed as records)
 CALLBACK_TAG = "legnext_idempotency_key"
 OnUnknown = Literal["raise", "resubmit"]
 
@@ -65,7 +107,7 @@ class LedgerRecord(BaseModel):
     endpoint: str
     task_type: str
     body_sha256: str
-    state: Literal["submitting", "submitted", "unknown"]
+    state: Literal["submitting", "submitted", "unknown", "abandoned"]
     job_id: str | None = None
     submitted_at: datetime
     updated_at: datetime
@@ -74,6 +116,19 @@ class LedgerRecord(BaseModel):
     # botocore's retry gets 412, the record found is ours if it carries our token.
     # None in records written before tokens existed (they read as another writer's).
     writer: str | None = None
+    # The HTTP status of the create's answer when one came back without a job (a 5xx,
+    # or a success that could not be read); None when no answer came (or none yet).
+    create_status: int | None = None
+    # Why an ``abandoned`` record was concluded "not created": the evidence used.
+    conclusion: str | None = None
+
+
+class JobClaim(BaseModel):
+    """``_jobs/<job id>``: the one key that holds a job."""
+
+    job_id: str
+    key: str
+    claimed_at: datetime
 
 
 class JobLedger(Protocol):
@@ -91,13 +146,23 @@ class JobLedger(Protocol):
         """Records written at or after `since` (to tell claimed and unresolved jobs)."""
         ...
 
+    def claim_job(self, job_id: str, key: str) -> bool:
+        """Make `key` the holder of `job_id` unless another key holds it already: True
+        when `key` holds it (also when a lost-answer retry finds our own claim)."""
+        ...
+
+    def job_holder(self, job_id: str) -> str | None:
+        """The key holding `job_id`, or None when nobody claimed it."""
+        ...
+
 
 class LocalLedger:
     """Records as JSON files in a directory: for one machine (tests, a laptop)."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).expanduser()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.claims = self.directory / JOBS_DIR
+        self.claims.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"LocalLedger({str(self.directory)!r})"
@@ -111,29 +176,47 @@ class LocalLedger:
         except FileNotFoundError:
             return None
 
-    def _staged(self, record: LedgerRecord) -> str:
+    def _staged(self, document: BaseModel) -> str:
         # Written aside first, then linked or renamed: a reader never sees half a record.
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(record.model_dump_json().encode())
+                handle.write(document.model_dump_json().encode())
         except BaseException:
             os.unlink(tmp)
             raise
         return tmp
 
-    def create(self, record: LedgerRecord) -> bool:
-        tmp = self._staged(record)
+    def _link(self, document: BaseModel, path: Path) -> bool:
+        """Write `document` at `path` only if nothing is there (atomic)."""
+        tmp = self._staged(document)
         try:
-            os.link(tmp, self._path(record.key))  # atomic, and fails if the key exists
+            os.link(tmp, path)
         except FileExistsError:
             return False
         finally:
             os.unlink(tmp)
         return True
 
+    def create(self, record: LedgerRecord) -> bool:
+        return self._link(record, self._path(record.key))
+
     def put(self, record: LedgerRecord) -> None:
         os.replace(self._staged(record), self._path(record.key))
+
+    def _claim_path(self, job_id: str) -> Path:
+        return self.claims / f"{check_job_id(job_id)}.json"
+
+    def claim_job(self, job_id: str, key: str) -> bool:
+        if self._link(_claim(job_id, key), self._claim_path(job_id)):
+            return True
+        return self.job_holder(job_id) == key
+
+    def job_holder(self, job_id: str) -> str | None:
+        try:
+            return JobClaim.model_validate_json(self._claim_path(job_id).read_bytes()).key
+        except FileNotFoundError:
+            return None
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -190,23 +273,31 @@ class S3Ledger:
             raise storage_error(self.bucket, exc) from exc
 
     def get(self, key: str) -> LedgerRecord | None:
+        body = self._read(self._key(key))
+        return None if body is None else LedgerRecord.model_validate_json(body)
+
+    def _write(self, record: LedgerRecord, **conditions: str) -> None:
+        self._put(self._key(record.key), record, **conditions)
+
+    def _put(self, key: str, document: BaseModel, **conditions: str) -> None:
+        self._call(
+            "put_object",
+            Key=key,
+            Body=document.model_dump_json().encode(),
+            ContentType="application/json",
+            **conditions,
+        )
+
+    def _read(self, key: str) -> bytes | None:
         try:
-            answer = self._call("get_object", Key=self._key(key))
+            answer = self._call("get_object", Key=key)
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
             raise
         # The body streams after the call returned: a reset here is just as transient.
-        return LedgerRecord.model_validate_json(self._guarded(answer["Body"].read))
-
-    def _write(self, record: LedgerRecord, **conditions: str) -> None:
-        self._call(
-            "put_object",
-            Key=self._key(record.key),
-            Body=record.model_dump_json().encode(),
-            ContentType="application/json",
-            **conditions,
-        )
+        body: bytes = self._guarded(answer["Body"].read)
+        return body
 
     def create(self, record: LedgerRecord) -> bool:
         try:
@@ -239,10 +330,28 @@ class S3Ledger:
         return records
 
     def _listing(self) -> list[dict[str, Any]]:
+        # The delimiter keeps the claims (``_jobs/...``) out: records only.
         pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket.bucket_name, Prefix=f"{self.prefix}/"
+            Bucket=self.bucket.bucket_name, Prefix=f"{self.prefix}/", Delimiter="/"
         )
         return [item for page in pages for item in page.get("Contents", [])]
+
+    def _claim_key(self, job_id: str) -> str:
+        return f"{self.prefix}/{JOBS_DIR}/{check_job_id(job_id)}.json"
+
+    def claim_job(self, job_id: str, key: str) -> bool:
+        try:
+            self._put(self._claim_key(job_id), _claim(job_id, key), IfNoneMatch="*")
+        except ClientError as exc:
+            if _code(exc) not in _LOST_RACE:
+                raise
+            # As in `create`: a retried PUT whose first answer was lost finds our claim.
+            return self.job_holder(job_id) == key
+        return True
+
+    def job_holder(self, job_id: str) -> str | None:
+        body = self._read(self._claim_key(job_id))
+        return None if body is None else JobClaim.model_validate_json(body).key
 
 
 _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
@@ -299,6 +408,17 @@ def derive_key(endpoint: CreateEndpoint, request: LegnextRequest, scope: list[st
     return hashlib.sha256(basis.encode()).hexdigest()[:40]
 
 
+def check_job_id(job_id: str) -> str:
+    """A job id fit for a claim's name (Legnext's are UUIDs)."""
+    if not JOB_ID_PATTERN.match(job_id):
+        raise ValueError(f"job id {job_id!r} is not a Legnext job id")
+    return job_id
+
+
+def _claim(job_id: str, key: str) -> JobClaim:
+    return JobClaim(job_id=job_id, key=key, claimed_at=_now())
+
+
 def check_key(key: str) -> str:
     if not KEY_PATTERN.match(key):
         raise ValueError(
@@ -333,6 +453,8 @@ def submit_once(
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
     in_progress_grace: float = IN_PROGRESS_GRACE_SECONDS,
+    known_absent: bool = False,
+    window_scale: float = 1.0,
 ) -> tuple[Job, bool]:
     """Submit `request` at most once per `key`. Returns the job and whether it was
     reused (True) rather than created by this call.
@@ -343,6 +465,11 @@ def submit_once(
         in_progress_grace: how long a ``submitting`` record is taken for a live
             submit elsewhere (waited for) before it is taken for a dead one
             (reconciled).
+        known_absent: the caller has just read the ledger and found no record for
+            `key`: start with the conditional create instead of reading it again (a
+            create that finds a record after all falls back to reading it).
+        window_scale: scales every record's window (see the module docstring); for
+            tests against a faster simulator, 1.0 for Legnext.
 
     Raises:
         OutcomeUnknownError: a previous or this attempt may have created a job that
@@ -352,12 +479,14 @@ def submit_once(
     endpoint = endpoint_for(request)
     digest = fingerprint or body_sha256(endpoint, request)
     request = tag_callback(request, key)
+    absent = known_absent
     while True:
-        record = ledger.get(key)
+        record = None if absent else ledger.get(key)
+        absent = False
         if record is None:
             fresh = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
             if ledger.create(fresh):
-                return _post(client, ledger, request, fresh)
+                return _post(client, ledger, request, fresh, window_scale)
             continue  # another submit claimed the key first: read its record
         if record.body_sha256 != digest:
             raise ValueError(
@@ -370,23 +499,49 @@ def submit_once(
                 return job, True
             # A failed job released its points: submitting again cannot pay twice.
             logger.warning("job %s for key %s failed; submitting again", job.job_id, key)
-            retry = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
-            ledger.put(retry)
-            return _post(client, ledger, request, retry)
+            return _resubmit(client, ledger, request, record, window_scale)
+        if record.state == "abandoned":  # concluded "not created" by an earlier attempt
+            return _resubmit(client, ledger, request, record, window_scale)
         age = (_now() - record.updated_at).total_seconds()
         if record.state == "submitting" and age < in_progress_grace:
             # Probably a live submit elsewhere (same key): wait for its job id.
             time.sleep(min(IN_PROGRESS_POLL_SECONDS, in_progress_grace - age))
             continue
-        adopted = reconcile(client, ledger, record)
-        if adopted is not None:
-            return adopted, True
-        if on_unknown == "raise":
-            raise _unknown(record, "an earlier attempt's outcome could not be reconciled")
-        logger.warning("resubmitting %s for key %s at the caller's request", endpoint.name, key)
-        retry = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
-        ledger.put(retry)
-        return _post(client, ledger, request, retry)
+        return _settle(client, ledger, request, record, on_unknown, window_scale)
+
+
+def _settle(
+    client: LegnextClient,
+    ledger: JobLedger,
+    request: LegnextRequest,
+    record: LedgerRecord,
+    on_unknown: OnUnknown,
+    window_scale: float,
+) -> tuple[Job, bool]:
+    """An unresolved record: adopt its job, or conclude it made none and submit again,
+    or stop (or resubmit, at the caller's request) while neither can be told."""
+    seen = _reconcile(client, ledger, record, window_scale)
+    if seen.job is not None:
+        return seen.job, True
+    evidence = _not_created(record, seen, window_scale)
+    if evidence is not None:
+        logger.warning("key %s: concluded not created (%s); submitting again", record.key, evidence)
+        ledger.put(
+            record.model_copy(
+                update={"state": "abandoned", "conclusion": evidence, "updated_at": _now()}
+            )
+        )
+    elif on_unknown == "raise":
+        expires = _expires_at(record, window_scale)
+        raise _unknown(
+            record,
+            "an earlier attempt's outcome could not be reconciled; unless its job turns up, "
+            f"it counts as not created from {expires:%Y-%m-%d %H:%M:%S} UTC",
+        )
+    else:
+        logger.warning("resubmitting %s for key %s at the caller's request", record.endpoint,
+                       record.key)  # fmt: skip
+    return _resubmit(client, ledger, request, record, window_scale)
 
 
 def _record(
@@ -406,61 +561,242 @@ def _record(
     )
 
 
+def _resubmit(
+    client: LegnextClient,
+    ledger: JobLedger,
+    request: LegnextRequest,
+    old: LedgerRecord,
+    window_scale: float,
+) -> tuple[Job, bool]:
+    """A new write-ahead record over `old` (whose job failed or was never made), then
+    the POST."""
+    retry = _record(old.key, old.endpoint, old.task_type, old.body_sha256, request.callback)
+    ledger.put(retry)
+    return _post(client, ledger, request, retry, window_scale)
+
+
 def _post(
-    client: LegnextClient, ledger: JobLedger, request: LegnextRequest, record: LedgerRecord
+    client: LegnextClient,
+    ledger: JobLedger,
+    request: LegnextRequest,
+    record: LedgerRecord,
+    window_scale: float,
 ) -> tuple[Job, bool]:
     """The paid POST, after its write-ahead record, and what its outcome means for it."""
     try:
         job = client.create(request)
-    except OutcomeUnknownError:
-        record = record.model_copy(update={"state": "unknown", "updated_at": _now()})
+    except OutcomeUnknownError as exc:
+        # What the answer was (a 5xx, or none) is evidence for a later conclusion.
+        record = record.model_copy(
+            update={"state": "unknown", "create_status": exc.status_code, "updated_at": _now()}
+        )
         ledger.put(record)
-        adopted = reconcile(client, ledger, record)
+        adopted = _reconcile(client, ledger, record, window_scale).job
         if adopted is None:
             raise
         return adopted, True
     except LegnextError:
         ledger.delete(record.key)  # refused before acceptance: nothing exists, nothing is owed
         raise
+    _claim_own(ledger, record, job.job_id)
     _record_job(ledger, record, job.job_id)
     return job, False
 
 
-def reconcile(client: LegnextClient, ledger: JobLedger, record: LedgerRecord) -> Job | None:
+def _claim_own(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
+    """Claim the job our POST made, before recording it, so that no reconciliation can
+    adopt it. The job is ours whatever happens here (Legnext said so): a failure is
+    logged loudly, never raised."""
+    try:
+        if not ledger.claim_job(job_id, record.key):
+            logger.error(
+                "job %s of key %s was claimed first by key %s; keeping it for %s",
+                job_id, record.key, ledger.job_holder(job_id), record.key,
+            )  # fmt: skip
+    except Exception:
+        logger.exception("could not claim job %s for key %s in %r", job_id, record.key, ledger)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """What one reconciliation saw.
+
+    Attributes:
+        job: the job adopted, if any.
+        candidates: the unclaimed jobs of the record's type created in its creation
+            interval among the active tasks; None when the active tasks did not answer.
+        looked_at: when the active tasks were read.
+    """
+
+    job: Job | None
+    candidates: int | None
+    looked_at: datetime
+
+
+def reconcile(
+    client: LegnextClient, ledger: JobLedger, record: LedgerRecord, *, window_scale: float = 1.0
+) -> Job | None:
+    """The job an unanswered submit created, adopted (claimed and recorded), or None
+    when it cannot be told (see `_reconcile`)."""
+    return _reconcile(client, ledger, record, window_scale).job
+
+
+def _reconcile(
+    client: LegnextClient, ledger: JobLedger, record: LedgerRecord, window_scale: float
+) -> Sighting:
     """Find the job an unanswered submit created, among the account's active tasks:
-    same task type, created since the submit (minus clock skew), not claimed by
-    another ledger record, and, when we sent a callback, echoing our key in it. While
-    another submit of the same type is unresolved, its job and ours cannot be told
-    apart: nothing is adopted."""
-    since = record.submitted_at - CLOCK_SKEW
-    others = [r for r in ledger.records_since(since) if r.key != record.key]
-    if any(r.job_id is None and r.task_type == record.task_type for r in others):
+    same task type, created in the record's creation interval, claimed by no other
+    key and recorded in no other record, and, when we sent a callback, echoing our key
+    in it. While another unresolved submit of the type overlaps ours, its job and ours
+    cannot be told apart: nothing is adopted.
+
+    The active tasks are read *before* the ledger: a job among them was created after
+    its record was written, so that record is seen here (the adoption race of issue
+    11, defect 1). The adoption itself is the won claim of the job id."""
+    looked_at = _now()
+    tasks = _active_tasks(client, record)
+    if tasks is None:
+        return Sighting(None, None, looked_at)
+    if not tasks:
+        return Sighting(None, 0, looked_at)
+    others = [r for r in ledger.records_since(_lookback(record)) if r.key != record.key]
+    jobs = _candidates(client, ledger, record, tasks, others)
+    if not jobs:
+        return Sighting(None, 0, looked_at)
+    blocking = _blocking(record, others, looked_at, window_scale)
+    if len(jobs) > 1 or (blocking and _holder(ledger, jobs[0]) != record.key):
         logger.warning(
-            "reconciling key %s: another %s submit is unresolved; not adopting any job",
-            record.key, record.task_type,
+            "reconciling key %s: %d candidate jobs of type %s, %d other unresolved submits; "
+            "not adopting any",
+            record.key, len(jobs), record.task_type, len(blocking),
         )  # fmt: skip
-        return None
-    claimed = {r.job_id for r in others if r.job_id}
-    candidates = [
-        task.job_id
-        for task in client.active_tasks().tasks
-        if task.task_type == record.task_type and task.job_id not in claimed
-    ]
-    jobs = [client.get_job(job_id) for job_id in candidates]
-    # A job without a creation time cannot be placed in the window: never adopt it.
-    jobs = [j for j in jobs if j.meta.created_at is not None and j.meta.created_at >= since]
-    if record.callback:
-        jobs = [job for job in jobs if _echoes(job, record.key)]
-    if len(jobs) != 1:
-        logger.warning(
-            "reconciling key %s: %d candidate jobs of type %s; not adopting any",
-            record.key, len(jobs), record.task_type,
-        )  # fmt: skip
-        return None
+        return Sighting(None, len(jobs), looked_at)
     job = jobs[0]
+    if not ledger.claim_job(job.job_id, record.key):
+        logger.warning("reconciling key %s: job %s was claimed first by another submit",
+                       record.key, job.job_id)  # fmt: skip
+        return Sighting(None, 1, looked_at)
     logger.warning("reconciled key %s with job %s created by a lost submit", record.key, job.job_id)
     _record_job(ledger, record, job.job_id)
-    return job
+    return Sighting(job, 1, looked_at)
+
+
+def _active_tasks(client: LegnextClient, record: LedgerRecord) -> list[ActiveTask] | None:
+    """The active tasks of the record's type; None when Legnext did not answer (the
+    endpoint is loosely specified: used when it answers, never depended on)."""
+    try:
+        tasks = client.active_tasks().tasks
+    except LegnextError as exc:
+        logger.warning("reconciling key %s: the account's active tasks did not answer (%s)",
+                       record.key, type(exc).__name__)  # fmt: skip
+        return None
+    return [task for task in tasks if task.task_type == record.task_type]
+
+
+def _candidates(
+    client: LegnextClient,
+    ledger: JobLedger,
+    record: LedgerRecord,
+    tasks: list[ActiveTask],
+    others: list[LedgerRecord],
+) -> list[Job]:
+    """The jobs among `tasks` that may be the record's. One it claimed already (a
+    crash between claim and record) is the answer alone."""
+    recorded = {r.job_id for r in others if r.job_id}
+    start, end = _interval(record)
+    jobs = []
+    for task in tasks:
+        if task.job_id in recorded:
+            continue
+        job = client.get_job(task.job_id)
+        # A job without a creation time cannot be placed in the window: never adopt it.
+        created = job.meta.created_at
+        if created is None or not start <= created <= end:
+            continue
+        if record.callback and not _echoes(job, record.key):
+            continue
+        holder = _holder(ledger, job)
+        if holder == record.key:
+            return [job]
+        if holder is None:
+            jobs.append(job)
+    return jobs
+
+
+def _holder(ledger: JobLedger, job: Job) -> str | None:
+    return ledger.job_holder(job.job_id)
+
+
+def _interval(record: LedgerRecord) -> tuple[datetime, datetime]:
+    """When (on Legnext's clock) the record's create could have made its job. Our
+    decision: from its submit time to `SEND_WINDOW` later, widened by `CLOCK_SKEW`."""
+    return (
+        record.submitted_at - CLOCK_SKEW,
+        record.submitted_at + SEND_WINDOW + CLOCK_SKEW,
+    )
+
+
+def _lookback(record: LedgerRecord) -> datetime:
+    """The oldest write of a record whose job could fall in our interval: its create
+    may have been sent up to `SEND_WINDOW` after its record was written."""
+    return _interval(record)[0] - SEND_WINDOW - CLOCK_SKEW
+
+
+def _expires_at(record: LedgerRecord, window_scale: float = 1.0) -> datetime:
+    """The end of the record's window: its interval, then the longest typical duration of
+    its job type (API.md), by which a job it made has left the active tasks. Our
+    decision: Legnext states typical durations, not limits."""
+    longest = timedelta(seconds=endpoint_named(record.endpoint).typical_seconds[1])
+    end = _interval(record)[1]
+    return record.submitted_at + (end - record.submitted_at + longest) * window_scale
+
+
+def _blocking(
+    record: LedgerRecord, others: list[LedgerRecord], now: datetime, window_scale: float
+) -> list[LedgerRecord]:
+    """Other unresolved submits of the type whose job could be one of our candidates:
+    their creation intervals overlap ours, and their window has not passed (our
+    decision: past it, their job has finished, or is a risk we accept)."""
+    start, end = _interval(record)
+    blocking = []
+    for other in others:
+        if other.job_id is not None or other.state == "abandoned":
+            continue
+        if other.task_type != record.task_type:
+            continue
+        other_start, other_end = _interval(other)
+        if other_start <= end and start <= other_end and now < _expires_at(other, window_scale):
+            blocking.append(other)
+    return blocking
+
+
+def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> str | None:
+    """The evidence that the record's create made no job, or None while there is none.
+    Every rule here is our decision (see the module docstring)."""
+    if record.create_status is not None and record.create_status < 500:
+        return None  # an answered success we could not read: a job was made
+    expires = _expires_at(record, window_scale)
+    if seen.looked_at < expires or seen.candidates:
+        return None  # its job may still turn up, or one that may be it is active
+    start, end = _interval(record)
+    looked = (
+        "the account's active tasks did not answer"
+        if seen.candidates is None
+        else f"no unclaimed {record.task_type} job created between {start:%H:%M:%S} and "
+        f"{end:%H:%M:%S} UTC among the account's active tasks"
+    )
+    return (
+        f"{_answer(record)}; {looked} at {seen.looked_at:%Y-%m-%d %H:%M:%S} UTC, after the "
+        f"window ending {expires:%H:%M:%S} UTC"
+    )
+
+
+def _answer(record: LedgerRecord) -> str:
+    if record.state == "submitting":
+        return "its create never returned (the submit stopped during it)"
+    if record.create_status is not None:
+        return f"Legnext answered its create with HTTP {record.create_status}"
+    return "its create got no answer"
 
 
 def _echoes(job: Job, key: str) -> bool:
@@ -489,4 +825,5 @@ def _unknown(record: LedgerRecord, reason: str) -> OutcomeUnknownError:
         body={"idempotency_key": record.key},
         submitted_at=record.submitted_at,
         reason=reason,
+        status_code=record.create_status,
     )

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
@@ -159,6 +160,8 @@ def _submit(
     ledger: LedgerArg,
     on_unknown: OnUnknown,
     fingerprint: str | None = None,
+    *,
+    known_absent: bool = False,
 ) -> Job:
     endpoint = endpoint_for(request)
     key = (
@@ -175,6 +178,7 @@ def _submit(
             key,
             on_unknown=on_unknown,
             fingerprint=fingerprint,
+            known_absent=known_absent,
         )
     if reused:
         logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
@@ -231,11 +235,13 @@ async def asubmit_request(
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
+    known_absent: bool = False,
 ) -> Job:
     """Submit any validated request once (a paid call). See `submit_request`."""
     return await run_sync_in_worker_thread(
-        _submit, credentials, request, idempotency_key, ledger, on_unknown, fingerprint
-    )
+        partial(_submit, known_absent=known_absent),
+        credentials, request, idempotency_key, ledger, on_unknown, fingerprint,
+    )  # fmt: skip
 
 
 @async_dispatch(asubmit_request)
@@ -247,6 +253,7 @@ def submit_request(
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
+    known_absent: bool = False,
 ) -> Job:
     """Submit any validated request, at most once per idempotency key (a paid call).
 
@@ -262,6 +269,9 @@ def submit_request(
             be reconciled; "resubmit" accepts the risk of paying twice.
         fingerprint: what makes two submits under one key the same request (default:
             the body); a key reused for a different fingerprint is refused.
+        known_absent: the caller has just read the ledger and found no record under
+            the key, so the submit starts with the conditional write that claims it
+            instead of reading the ledger again (a lost race still reads it).
 
     Returns:
         The job as Legnext answered it (status pending), or the reused job.
@@ -280,7 +290,10 @@ def submit_request(
             return wait_for_job(credentials, job)
         ```
     """
-    return _submit(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)
+    return _submit(
+        credentials, request, idempotency_key, ledger, on_unknown, fingerprint,
+        known_absent=known_absent,
+    )  # fmt: skip
 
 
 class _WaitProgress:
