@@ -18,11 +18,15 @@ if __name__ == "__main__":
             parameters={"prompt": "a lighthouse on a cliff at dawn, volumetric light"},
             schedule=Cron("0 6 * * *", timezone="UTC", active=False),
             tags=["legnext"],
+            enforce_parameter_schema=True,  # bad parameters refused when a run is created
         ),
         legnext_batch.to_deployment(
             name="legnext-batch-served",
             parameters={"prompts": ["a fox in the snow", "a heron at dusk"]},
             tags=["legnext"],
+            enforce_parameter_schema=True,  # bad parameters refused when a run is created
         ),
-        legnext_pipeline.to_deployment(name="legnext-pipeline-served", tags=["legnext"]),
+        legnext_pipeline.to_deployment(
+            name="legnext-pipeline-served", tags=["legnext"], enforce_parameter_schema=True
+        ),
     )

@@ -166,5 +166,5 @@ def prefect_server() -> Iterator[None]:
     """A temporary Prefect server (SQLite) for the session; PREFECT_API_URL points at it."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=180):  # a loaded 2-core machine
         yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,18 @@ def test_parse_faults() -> None:
         (["--fault", "files:download_delay=-1"], "greater than or equal to 0"),
         (["--fault", "difusion:latency=1"], "unknown fault target 'difusion'"),
         (["--time-scale", "inf"], "error: time_scale: Input should be a finite number"),
+        (["--time-scale", "nan"], "error: time_scale: Input should be a finite number"),
+        (["--fault", "rate_limit_rate=1.5"], "less than or equal to 1"),
+        (["--concurrency", "0"], "error: concurrency: Input should be greater than or equal to 1"),
+        (["--points", "-1"], "error: points: Input should be greater than or equal to 0"),
+        (["--output-ttl", "0"], "error: output_ttl: Input should be greater than 0"),
+        (["--output-ttl", "inf"], "error: output_ttl: Input should be a finite number"),
+        (["--video-bytes", "10"], "error: video_bytes: Input should be greater than or equal"),
+        (["--api-key", ""], "error: api_key: is empty: no client could send it"),
+        (["--api-key", "sim key"], "error: api_key: the key has whitespace"),
+        (["--port", "-1"], "error: --port must be 0..65535 (got -1)"),
+        (["--port", "65536"], "error: --port must be 0..65535 (got 65536)"),
+        (["--host", "no-such-host.invalid"], "error: cannot listen on no-such-host.invalid:0"),
     ],
 )
 def test_simulator_command_refuses_unbounded_settings(options: list[str], expected: str) -> None:
@@ -103,6 +116,20 @@ def test_simulator_command_refuses_unbounded_settings(options: list[str], expect
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert expected in result.stderr
     assert "listening" not in result.stdout
+    assert "sim key" not in result.stderr  # a refused key is never echoed
+
+
+def test_simulator_command_refuses_a_taken_port_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "simulator", "--port", str(port)], capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 @pytest.mark.timeout(240)
@@ -145,3 +172,18 @@ def test_parse_faults_refuses_non_finite_values() -> None:
         parse_faults(["latency=inf"])
     with pytest.raises(ValueError, match=r"'retry_after=1e9': Input should be less than"):
         parse_faults(["retry_after=1e9"])
+
+
+@pytest.mark.parametrize("key", ["", "  \n", "sim key", "sim\x00key"])
+def test_a_key_no_client_can_send_is_refused_without_echo(key: str) -> None:
+    from pydantic import SecretStr, ValidationError
+
+    from prefect_legnext.simulator.config import SimulatorConfig
+
+    for given in (key, SecretStr(key)):
+        with pytest.raises(ValidationError) as refused:
+            SimulatorConfig(api_key=given)
+        assert "api_key" in str(refused.value)
+        if key.strip():
+            assert key not in str(refused.value) and key not in repr(refused.value)
+    assert SimulatorConfig(api_key=" sim-key\n").api_key.get_secret_value() == "sim-key"

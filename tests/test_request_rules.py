@@ -122,11 +122,18 @@ ROWS: list[Row] = [
     ok("img-url-http", "describe", img_url="http://img.example.test/a.png"),
     bad("img-url-http", "describe", "img_url", "http(s) URL", img_url="ftp://img.example.test/a"),
     bad("img-url-http", "retexture", "img_url", "http(s) URL", img_url="img.example.test/a.png"),
+    bad(
+        "img-url-http", "describe", "img_url", "without spaces", img_url="https://img.test/a b.png"
+    ),
+    bad("img-url-http", "describe", "img_url", "without spaces", img_url="https://img.test/a\tb"),
     ok("blend-urls-http", "blend", img_urls=[IMG, url(2000)]),
     bad("blend-urls-http", "blend", "img_urls.1", "http(s) URL", img_urls=[IMG, "ftp://x.test/a"]),
     ok("mask-url-http", "inpaint", mask={"url": url(2000)}),
     ok("mask-url-http", "upload_paint", mask={"url": url(2000)}),
     bad("mask-url-http", "inpaint", "mask.url", "http(s) URL", mask={"url": "mask.png"}),
+    bad(
+        "mask-url-http", "inpaint", "mask.url", "without spaces", mask={"url": "https://m.test/ x"}
+    ),
     ok("callback-http", "diffusion", callback=url(2000)),
     bad("callback-http", "reroll", "callback", "http(s) URL", callback="mailto:me@example.test"),
     bad("callback-http", "diffusion", "callback", "http(s) URL", callback="https://"),

@@ -9,6 +9,7 @@ print one line per step event (no spinner), readable in a log and in 80 columns.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -187,6 +188,8 @@ def simulator(
             faults=parse_faults(fault or []),
         )
 
+    check_listen_address(host, port)
+
     def ready(base_url: str) -> None:
         console.print(f"Legnext simulator listening on {base_url}", highlight=False)
         console.print(
@@ -200,6 +203,20 @@ def simulator(
         pass
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """Fail in one line, before the server starts, on an address it cannot listen on:
+    uvicorn would print its own error, and a traceback for a port out of range."""
+    if not 0 <= port <= 65535:
+        raise fail(f"--port must be 0..65535 (got {port}); 0 picks a free port")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror too: an unknown host
+        raise fail(escape(f"cannot listen on {host}:{port}: {exc.strerror or exc}")) from None
 
 
 def parse_faults(specs: list[str]) -> dict[str, Any]:

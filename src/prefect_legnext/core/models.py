@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 PROMPT_MAX = 8192
@@ -46,7 +47,16 @@ DRAFT_FLAGS = re.compile(r"--draft\b")
 VERSION_7 = re.compile(r"--v(?:ersion)?\s+7(?:\.\d+)?\b")
 
 
+# What `_http_url` accepts, as a JSON Schema pattern (a necessary condition): flow
+# parameter schemas carry it so that Prefect refuses a bad URL when a run is created.
+HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s][^\s]*$"
+
+
 def _http_url(value: str) -> str:
+    # A URI holds no whitespace or control character (the spec's `format: uri`); urlsplit
+    # would silently drop some of them, so the URL sent would not be the one given.
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must be an http(s) URL without spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http(s) URL")
@@ -83,7 +93,9 @@ def _not_bool(value: Any) -> Any:
 NoBool = BeforeValidator(_not_bool)
 
 Prompt = Annotated[str, Field(min_length=1, max_length=PROMPT_MAX)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[
+    str, AfterValidator(_http_url), Field(json_schema_extra={"pattern": HTTP_URL_PATTERN})
+]
 # `imgUrl` only: the vendor limits it to 1024 characters (openapi-complete.yaml, the
 # retexture page; API.md extends it to describe). Other URLs have no vendor length limit.
 ImageUrl = Annotated[str, AfterValidator(_image_url)]
@@ -188,7 +200,14 @@ class Polygon(WireModel):
 
     width: Integer = Field(ge=POLYGON_SIZE_MIN, le=POLYGON_SIZE_MAX)
     height: Integer = Field(ge=POLYGON_SIZE_MIN, le=POLYGON_SIZE_MAX)
-    points: list[Integer]
+    # For JSON Schemas only (the validator below gives the clearer message): what can be
+    # said without the sibling width and height. An even count cannot be said at all.
+    points: list[Integer] = Field(
+        json_schema_extra={
+            "minItems": 6,
+            "items": {"type": "integer", "minimum": 0, "maximum": POLYGON_SIZE_MAX},
+        }
+    )
 
     @model_validator(mode="after")
     def _points_inside(self) -> Polygon:
@@ -212,8 +231,23 @@ class Polygon(WireModel):
         return list(zip(self.points[::2], self.points[1::2], strict=True))
 
 
+# `Mask._exactly_one` as JSON Schema, for flow parameter schemas (Prefect checks them
+# when a run is created): areas without url, or url without areas (null counts as absent).
+_ONE_MASK_SOURCE: JsonDict = {
+    "oneOf": [
+        {
+            "required": ["areas"],
+            "properties": {"areas": {"type": "array"}, "url": {"type": "null"}},
+        },
+        {"required": ["url"], "properties": {"url": {"type": "string"}, "areas": {"type": "null"}}},
+    ]
+}
+
+
 class Mask(WireModel):
     """What to repaint: exactly one of `areas` (polygons) or `url` (white = repaint)."""
+
+    model_config = ConfigDict(json_schema_extra=_ONE_MASK_SOURCE)
 
     areas: list[Polygon] | None = Field(default=None, min_length=1)
     # An http(s) URL; unlike imgUrl, the vendor sets no length limit on it.

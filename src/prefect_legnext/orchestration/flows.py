@@ -638,6 +638,8 @@ PromptParam = Annotated[str, Field(min_length=1, max_length=8192)]
 ImageNoParam = Annotated[int, Field(ge=0, le=3)]
 WaitParam = Annotated[float, Field(gt=0, le=24 * 3600)]
 PointsParam = Annotated[int, Field(ge=0)] | None
+# At least one step: an empty chain is refused anyway, now when the run is created.
+ClassicSteps = Annotated[list[ClassicStep], Field(min_length=1)]
 
 # Parameters the flows share, with the title and description the UI form shows.
 ImageNoArg = Annotated[
@@ -701,7 +703,7 @@ DEFAULT_MASK = default_mask()
 def legnext_chain(
     prompt: Annotated[PromptParam, _about("Prompt", "What to generate (Midjourney prompt).")],
     steps: Annotated[
-        list[ClassicStep],
+        ClassicSteps,
         _about("Steps", "Which of diffusion, enhance, inpaint, retexture to run, in that order."),
     ] = list(CLASSIC_STEPS),  # noqa: B006  (never mutated; the UI form shows it)
     image_no: ImageNoArg = 0,
@@ -733,7 +735,7 @@ def legnext_chain(
 @flow(name="legnext-pipeline", log_prints=False)
 def legnext_pipeline(
     steps: Annotated[
-        list[ChainStep],
+        Annotated[list[ChainStep], Field(min_length=1)],
         _about("Steps", "The chain: each step works on the previous step's output."),
     ],
     image_source: Annotated[
@@ -805,7 +807,7 @@ def _run_chains(
 def legnext_batch(
     prompts: Annotated[list[PromptParam], _about("Prompts", "One chain per prompt.")],
     steps: Annotated[
-        list[ClassicStep],
+        ClassicSteps,
         _about("Steps", "Which of diffusion, enhance, inpaint, retexture each chain runs."),
     ] = list(CLASSIC_STEPS),  # noqa: B006  (never mutated; the UI form shows it)
     image_no: ImageNoArg = 0,

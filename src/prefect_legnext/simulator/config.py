@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator
 
+from prefect_legnext.core.client import clean_api_key
 from prefect_legnext.core.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
@@ -130,7 +131,10 @@ class SimulatorConfig(BaseModel):
             fault settings.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+    # hide_input_in_errors: a refused api_key must not be echoed in the error.
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, validate_assignment=True, hide_input_in_errors=True
+    )
 
     api_key: SecretStr = SecretStr("sim-key")
     time_scale: float = Field(1.0, gt=0, le=MAX_TIME_SCALE)
@@ -145,6 +149,19 @@ class SimulatorConfig(BaseModel):
     callback_secret: SecretStr | None = None
     callback_attempts: int = Field(3, ge=1)
     faults: dict[str, Faults] = Field(default_factory=dict)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _sendable_key(cls, value: Any) -> Any:
+        # A key no client can send (empty, or with whitespace inside) would make every
+        # request a 401: refused at start. Surrounding whitespace is stripped, as the
+        # clients strip it.
+        if isinstance(value, str | SecretStr):
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not raw.strip():
+                raise ValueError("is empty: no client could send it")
+            return clean_api_key(raw, "the key")
+        return value
 
     @field_validator("faults")
     @classmethod
