@@ -13,7 +13,8 @@ Two ways to run the same scenarios (`benchmarks.chaos_scenarios`) and the same a
 
 Either way it ends with exactly one line on stdout::
 
-    chaos: faults=N chains=M completed=C outcome_unknown=U failed=F duplicates=D lost=L leaked=K workers_killed=W server=...
+    chaos: faults=N chains=M completed=C outcome_unknown=U failed=F duplicates=D
+    lost=L leaked=K workers_killed=W server=...   (one line)
 
 Details (per scenario, unexpected outcomes, lost jobs) go to stderr.
 Run: ``python -m benchmarks.chaos --help``.

@@ -125,8 +125,9 @@ def _stored(view: S3View, sidecar_key: str | None, http: httpx.Client, live: boo
             return False
     if live:  # the simulator's own bytes for the first file, while its URL serves
         answer = http.get(files[0]["source_url"])
-        if answer.status_code == 200 and hashlib.sha256(answer.content).hexdigest() != (
-            files[0]["sha256"]
+        if (
+            answer.status_code == 200
+            and hashlib.sha256(answer.content).hexdigest() != (files[0]["sha256"])
         ):
             return False
     return True
@@ -144,9 +145,10 @@ def audit(sims: Iterable[SimRecord], view: S3View, log_dirs: Iterable[Path]) -> 
         result.peak_in_flight = max(result.peak_in_flight, sim.stats["peak_in_flight"])
         paid.update(f"{sim.name}:{step_identity(j)}" for j in sim.jobs if j["status"] != "failed")
         completed = [j for j in sim.jobs if j["status"] == "completed"]
+        live = not sim.expiring
         with httpx.Client(timeout=120) as http, ThreadPoolExecutor(4) as pool:
             checks = pool.map(
-                lambda j: _stored(view, sidecars.get(j["job_id"]), http, not sim.expiring),
+                lambda j: _stored(view, sidecars.get(j["job_id"]), http, live),  # noqa: B023
                 completed,
             )
             for job, stored in zip(completed, checks, strict=True):

@@ -86,7 +86,7 @@ def run_local(seed: int, total: int, *, harness: bool = True) -> Report:
         stack.enter_context(_prefect(harness))
         s3 = stack.enter_context(LocalS3Server())
         proxy = stack.enter_context(S3ChaosProxy(s3.endpoint_url, seed))
-        stack.callback(lambda: [sim.stop() for sim in started])
+        stack.callback(_stop_all, started)  # every simulator stops, also on failure
         bucket_name = f"chaos-{seed}-{secrets.token_hex(4)}"
         s3.create_bucket(bucket_name)
         _bucket_via(proxy, bucket_name).save("chaos-outputs", overwrite=True)
@@ -123,6 +123,11 @@ def run_local(seed: int, total: int, *, harness: bool = True) -> Report:
                 outage.join()
         _rerun(report, chains_by_scenario, sims, proxy, S3View(s3_client(s3), bucket_name))
         return finish(report, sims, S3View(s3_client(s3), bucket_name), [], proxy)
+
+
+def _stop_all(sims: list[Any]) -> None:
+    for sim in sims:
+        sim.stop()
 
 
 def s3_client(server: Any) -> Any:

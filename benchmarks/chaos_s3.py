@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
     owner: S3ChaosProxy
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _any(self) -> None:
@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:

@@ -29,30 +29,53 @@ class Scenario:
     on_purpose: tuple[str, ...] = ()
 
 
+# fmt: off
 SCENARIOS = [
     # 30% of creates are accepted and charged, then their answer is dropped.
-    Scenario("drop", 30, {"diffusion": {"drop_after_accept_rate": 0.3},
-                          "enhance": {"drop_after_accept_rate": 0.3}},
-             allowed=frozenset({"completed", "outcome_unknown"})),  # fmt: skip
+    Scenario(
+        "drop",
+        30,
+        {"diffusion": {"drop_after_accept_rate": 0.3}, "enhance": {"drop_after_accept_rate": 0.3}},
+        allowed=frozenset({"completed", "outcome_unknown"}),
+    ),
     # 5xx and 429 (Retry-After) at 20% on every Legnext endpoint and on S3.
-    Scenario("errors", 30, {"*": {"server_error_rate": 0.1, "rate_limit_rate": 0.1,
-                                  "retry_after": 1}}, s3_error_rate=0.2),  # fmt: skip
+    Scenario(
+        "errors",
+        30,
+        {"*": {"server_error_rate": 0.1, "rate_limit_rate": 0.1, "retry_after": 1}},
+        s3_error_rate=0.2,
+    ),
     # Jobs Legnext fails: the flow fails naming the job, the step and the message.
-    Scenario("failing", 8, {"enhance": {"job_failure_rate": 0.5}},
-             allowed=frozenset({"completed", "failed"}),
-             on_purpose=("JobFailedError", "Upstream generation failed")),  # fmt: skip
+    Scenario(
+        "failing",
+        8,
+        {"enhance": {"job_failure_rate": 0.5}},
+        allowed=frozenset({"completed", "failed"}),
+        on_purpose=("JobFailedError", "Upstream generation failed"),
+    ),
     # Jobs that never finish: a timed-out error at max_wait_seconds, never a hang.
-    Scenario("stuck", 6, {"enhance": {"stuck_rate": 0.5}}, max_wait_seconds=20,
-             allowed=frozenset({"completed", "failed"}),
-             on_purpose=("JobTimeoutError", "did not finish within")),  # fmt: skip
+    Scenario(
+        "stuck",
+        6,
+        {"enhance": {"stuck_rate": 0.5}},
+        max_wait_seconds=20,
+        allowed=frozenset({"completed", "failed"}),
+        on_purpose=("JobTimeoutError", "did not finish within"),
+    ),
     # S3 stopped mid-run for a while, then started again.
     Scenario("s3-outage", 8, s3_outage_seconds=20),
     # Output URLs that expire before the download.
-    Scenario("expiry", 4, output_ttl=0.001, allowed=frozenset({"failed"}),
-             on_purpose=("OutputExpiredError", "has expired")),  # fmt: skip
+    Scenario(
+        "expiry",
+        4,
+        output_ttl=0.001,
+        allowed=frozenset({"failed"}),
+        on_purpose=("OutputExpiredError", "has expired"),
+    ),
     # The ledger's own S3 writes land but their answers are lost.
     Scenario("ledger-lose", 14, ledger_lose_rate=0.3),
 ]
+# fmt: on
 
 
 @dataclass(frozen=True)

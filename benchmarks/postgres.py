@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DATABASE = "prefect"
 
@@ -64,7 +65,8 @@ def _unprivileged() -> tuple[int, int] | None:
     return nobody.pw_uid, nobody.pw_gid
 
 
-def _as(ids: tuple[int, int] | None) -> dict[str, object]:
+def _as(ids: tuple[int, int] | None) -> dict[str, Any]:
+    """Popen's arguments to drop to `ids` (none when we are not root)."""
     if ids is None:
         return {}
     return {"user": ids[0], "group": ids[1], "extra_groups": []}
@@ -110,8 +112,10 @@ def _create_database(
 ) -> None:
     """Wait until the server takes connections, then create the database."""
     deadline = time.monotonic() + timeout
-    command = [str(binaries / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-               "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {DATABASE}"]  # fmt: skip
+    command = [
+        str(binaries / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+        "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE DATABASE {DATABASE}",
+    ]  # fmt: skip
     while True:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         if result.returncode == 0:
