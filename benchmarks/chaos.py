@@ -23,6 +23,7 @@ Run: ``python -m benchmarks.chaos --help``.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections import Counter
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args(argv)
+    # `timeout` (make chaos) sends SIGTERM: exit through the finally blocks, so that
+    # PostgreSQL, the server, the workers and the simulators are all stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.fleet:
         from benchmarks.chaos_fleet import run_fleet
 

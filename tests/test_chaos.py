@@ -10,7 +10,7 @@ import pytest
 from benchmarks.chaos import Report
 from benchmarks.chaos_local import run_local
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 SEED = 11
 CHAINS = 7  # one per scenario
