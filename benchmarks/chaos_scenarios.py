@@ -102,8 +102,12 @@ class Chain:
 
 def plan(total: int, seed: int) -> dict[str, list[Chain]]:
     """`total` chains split across the scenarios by share (at least one each)."""
+    if total < len(SCENARIOS):
+        raise ValueError(f"at least {len(SCENARIOS)} chains: one per scenario")
     weights = sum(s.share for s in SCENARIOS)
     counts = {s.name: max(1, total * s.share // weights) for s in SCENARIOS}
+    while sum(counts.values()) > total:  # the minimum of one each took too many
+        counts[max(counts, key=lambda name: counts[name])] -= 1
     counts[SCENARIOS[0].name] += total - sum(counts.values())
     return {s.name: [Chain(s, i, seed) for i in range(counts[s.name])] for s in SCENARIOS}
 
