@@ -6,7 +6,7 @@ UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup test lint typecheck pytest demo lock bench clean generate
+.PHONY: setup test lint typecheck pytest demo lock bench chaos chaos-quick clean generate
 
 setup: $(VENV)/.synced
 
@@ -44,5 +44,19 @@ demo: setup
 bench: setup
 	$(VENV)/bin/python -m benchmarks.simulator_throughput
 
+# The large chaos run (docs/reliability.md): 200 chains through deployments on a
+# PostgreSQL-backed `prefect server start`, 3 process workers, some SIGKILLed. Details
+# and every process's log go to chaos-output/; stdout is the one summary line.
+CHAOS_SEED ?= 11
+chaos: setup
+	@rm -rf chaos-output && mkdir -p chaos-output
+	@timeout 1500 $(VENV)/bin/python -m benchmarks.chaos --fleet --chains 200 --workers 3 \
+		--kills 6 --server postgresql --seed $(CHAOS_SEED) --log-dir chaos-output/logs \
+		2> chaos-output/details.log
+
+# The chaos suite's short seeded run (not yet inside make test: docs/reliability.md).
+chaos-quick: setup
+	$(VENV)/bin/pytest -m chaos -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache demo-output
+	rm -rf $(VENV) .uv .mypy_cache .ruff_cache .pytest_cache demo-output chaos-output

@@ -90,11 +90,13 @@ def build_app(engine: Engine) -> Starlette:
             )
         # Injected faults (429 with Retry-After, 503): simulator decision (API.md).
         if engine.draw(faults.rate_limit_rate):
+            engine.injected_errors += 1
             return _error(
                 SimulatorError(429, "Too many requests"),
                 headers={"Retry-After": f"{faults.retry_after:g}"},
             )
         if engine.draw(faults.server_error_rate):
+            engine.injected_errors += 1
             return _error(SimulatorError(503, "Service temporarily unavailable"))
         return None
 

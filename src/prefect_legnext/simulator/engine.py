@@ -163,6 +163,7 @@ class Engine:
         self.running = 0
         self.peak_running = 0
         self.dropped_responses = 0
+        self.injected_errors = 0  # 429 and 503 answers drawn from the fault table
 
     # -- lifecycle of the engine itself --------------------------------------------------
 
@@ -703,6 +704,7 @@ class Engine:
             "running": self.running,
             "peak_running": self.peak_running,
             "dropped_responses": self.dropped_responses,
+            "injected_errors": self.injected_errors,
             "callbacks": self.callbacks.stats() if self.callbacks else {},
         }
 
