@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.processes import reap_group
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -93,15 +95,8 @@ class Processes:
                     os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         for _, process in self.running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-            # A flow-run process may outlive its worker in the same session: end it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            # A flow-run process may outlive its worker in the same session: reaped too.
+            reap_group(process, max(0.1, deadline - time.monotonic()))
 
     def logs(self, tail: int = 3000) -> str:
         return "\n".join(

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.processes import reap_group
+
 DATABASE = "prefect"
 
 
@@ -132,13 +134,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     """Fast shutdown (SIGINT), then SIGKILL of its process group if it lingers."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
     # Its backends are children of the postmaster, in its session: none outlive it,
     # but a SIGKILLed postmaster leaves them to exit on their own; make sure.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    reap_group(process, 60)
