@@ -40,11 +40,18 @@ The evidence, every rule of it our decision and not Legnext's:
   their creation intervals overlap and its own window lasts: an old record blocks
   nothing.
 
+Jobs a reconciliation saw but could not adopt (several fitted, or another unresolved
+submit overlapped) are remembered in the record (``sightings``) and read again by id
+later, after they have left the active tasks: once the others are resolved, the job
+left over is adopted even if it has finished. While one is remembered and unclaimed,
+the record is never concluded "not created".
+
 The residual risk: a job that a lost create did make, that finished before anyone
 looked (or while the active tasks did not answer, or after a queue in Legnext held it
 past the window), is paid and left behind, and the step pays again. And two lost
 creates of one type at once, without callbacks, cannot be told apart: nothing is
-adopted until one of them is resolved or expires.
+adopted, and both stay "outcome unknown", naming the jobs they saw, until one of them
+is resolved.
 
 Why a ledger and not Prefect's result cache: a cached result exists only once the
 task has *finished*; a worker that dies between the POST and the end of the task
@@ -94,6 +101,13 @@ SEND_WINDOW = timedelta(minutes=3)
 # A create answers within the client's 30 s read timeout: a "submitting" record older
 # than this belongs to a submit that died, and is reconciled rather than waited for.
 IN_PROGRESS_GRACE_SECONDS = 60.0
+# A create Legnext answered with a 5xx was refused by a server that answered: a job it
+# did make (a backend that failed after creating it) is among the active tasks by this
+# long after the answer. A look then that finds no candidate concludes "not created"
+# without waiting for the whole window; the create is tried again at most this many
+# times in one call before the submit gives up with "outcome unknown".
+ANSWERED_5XX_SETTLE = timedelta(seconds=5)
+ANSWERED_5XX_ROUNDS = 2
 IN_PROGRESS_POLL_SECONDS = 0.5
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -119,8 +133,15 @@ class LedgerRecord(BaseModel):
     # The HTTP status of the create's answer when one came back without a job (a 5xx,
     # or a success that could not be read); None when no answer came (or none yet).
     create_status: int | None = None
+    # When that 5xx answer came back (see ANSWERED_5XX_SETTLE).
+    answered_at: datetime | None = None
     # Why an ``abandoned`` record was concluded "not created": the evidence used.
     conclusion: str | None = None
+    # Jobs a reconciliation saw among the active tasks that may be this record's but
+    # could not adopt then (another unresolved submit overlapped, or several fitted).
+    # Legnext lists no finished jobs: these are read again by id once they have left
+    # the active tasks, so a job that finishes before it is told apart is not lost.
+    sightings: list[str] = []
 
 
 class JobClaim(BaseModel):
@@ -525,23 +546,35 @@ def _settle(
         return seen.job, True
     evidence = _not_created(record, seen, window_scale)
     if evidence is not None:
-        logger.warning("key %s: concluded not created (%s); submitting again", record.key, evidence)
-        ledger.put(
-            record.model_copy(
-                update={"state": "abandoned", "conclusion": evidence, "updated_at": _now()}
-            )
-        )
+        _abandon(ledger, record, evidence)
     elif on_unknown == "raise":
-        expires = _expires_at(record, window_scale)
-        raise _unknown(
-            record,
-            "an earlier attempt's outcome could not be reconciled; unless its job turns up, "
-            f"it counts as not created from {expires:%Y-%m-%d %H:%M:%S} UTC",
+        expires = (
+            record.answered_at + ANSWERED_5XX_SETTLE * window_scale
+            if record.answered_at is not None
+            else _expires_at(record, window_scale)
         )
+        reason = (
+            f"an earlier attempt's outcome could not be reconciled; jobs that may be its: "
+            f"{', '.join(seen.ids)} (none adopted: they cannot be told apart from another "
+            "submit's)"
+            if seen.ids
+            else "an earlier attempt's outcome could not be reconciled; unless its job turns "
+            f"up, it counts as not created from {expires:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        raise _unknown(record, reason)
     else:
         logger.warning("resubmitting %s for key %s at the caller's request", record.endpoint,
                        record.key)  # fmt: skip
     return _resubmit(client, ledger, request, record, window_scale)
+
+
+def _abandon(ledger: JobLedger, record: LedgerRecord, evidence: str) -> None:
+    logger.warning("key %s: concluded not created (%s); submitting again", record.key, evidence)
+    ledger.put(
+        record.model_copy(
+            update={"state": "abandoned", "conclusion": evidence, "updated_at": _now()}
+        )
+    )
 
 
 def _record(
@@ -567,12 +600,13 @@ def _resubmit(
     request: LegnextRequest,
     old: LedgerRecord,
     window_scale: float,
+    rounds: int = 0,
 ) -> tuple[Job, bool]:
     """A new write-ahead record over `old` (whose job failed or was never made), then
     the POST."""
     retry = _record(old.key, old.endpoint, old.task_type, old.body_sha256, request.callback)
     ledger.put(retry)
-    return _post(client, ledger, request, retry, window_scale)
+    return _post(client, ledger, request, retry, window_scale, rounds)
 
 
 def _post(
@@ -581,20 +615,40 @@ def _post(
     request: LegnextRequest,
     record: LedgerRecord,
     window_scale: float,
+    rounds: int = 0,
 ) -> tuple[Job, bool]:
-    """The paid POST, after its write-ahead record, and what its outcome means for it."""
+    """The paid POST, after its write-ahead record, and what its outcome means for it.
+    `rounds`: creates already answered with a 5xx and concluded "not created" in this
+    call."""
     try:
         job = client.create(request)
     except OutcomeUnknownError as exc:
         # What the answer was (a 5xx, or none) is evidence for a later conclusion.
+        answered = exc.status_code is not None and exc.status_code >= 500
         record = record.model_copy(
-            update={"state": "unknown", "create_status": exc.status_code, "updated_at": _now()}
+            update={
+                "state": "unknown",
+                "create_status": exc.status_code,
+                "answered_at": _now() if answered else None,
+                "updated_at": _now(),
+            }
         )
         ledger.put(record)
-        adopted = _reconcile(client, ledger, record, window_scale).job
-        if adopted is None:
+        seen = _reconcile(client, ledger, record, window_scale)
+        if seen.job is not None:
+            return seen.job, True
+        if not answered or seen.candidates != 0 or rounds >= ANSWERED_5XX_ROUNDS:
             raise
-        return adopted, True
+        # A 5xx: look again once a job it made would show, then decide (our decision).
+        time.sleep(ANSWERED_5XX_SETTLE.total_seconds() * window_scale)
+        seen = _reconcile(client, ledger, record, window_scale)
+        if seen.job is not None:
+            return seen.job, True
+        evidence = _not_created(record, seen, window_scale)
+        if evidence is None:
+            raise
+        _abandon(ledger, record, evidence)
+        return _resubmit(client, ledger, request, record, window_scale, rounds + 1)
     except LegnextError:
         ledger.delete(record.key)  # refused before acceptance: nothing exists, nothing is owed
         raise
@@ -626,11 +680,13 @@ class Sighting:
         candidates: the unclaimed jobs of the record's type created in its creation
             interval among the active tasks; None when the active tasks did not answer.
         looked_at: when the active tasks were read.
+        ids: the candidates' job ids, when none was adopted.
     """
 
     job: Job | None
     candidates: int | None
     looked_at: datetime
+    ids: tuple[str, ...] = ()
 
 
 def reconcile(
@@ -655,14 +711,16 @@ def _reconcile(
     11, defect 1). The adoption itself is the won claim of the job id."""
     looked_at = _now()
     tasks = _active_tasks(client, record)
-    if tasks is None:
+    if tasks is None and not record.sightings:
         return Sighting(None, None, looked_at)
-    if not tasks:
+    # The active ones first, then those seen before (read by id: they may have finished).
+    ids = list(dict.fromkeys([t.job_id for t in tasks or []] + record.sightings))
+    if not ids:
         return Sighting(None, 0, looked_at)
     others = [r for r in ledger.records_since(_lookback(record)) if r.key != record.key]
-    jobs = _candidates(client, ledger, record, tasks, others)
+    jobs = _candidates(client, ledger, record, ids, others)
     if not jobs:
-        return Sighting(None, 0, looked_at)
+        return Sighting(None, 0 if tasks is not None else None, looked_at)
     blocking = _blocking(record, others, looked_at, window_scale)
     if len(jobs) > 1 or (blocking and _holder(ledger, jobs[0]) != record.key):
         logger.warning(
@@ -670,7 +728,8 @@ def _reconcile(
             "not adopting any",
             record.key, len(jobs), record.task_type, len(blocking),
         )  # fmt: skip
-        return Sighting(None, len(jobs), looked_at)
+        _remember(ledger, record, jobs)
+        return Sighting(None, len(jobs), looked_at, tuple(job.job_id for job in jobs))
     job = jobs[0]
     if not ledger.claim_job(job.job_id, record.key):
         logger.warning("reconciling key %s: job %s was claimed first by another submit",
@@ -679,6 +738,19 @@ def _reconcile(
     logger.warning("reconciled key %s with job %s created by a lost submit", record.key, job.job_id)
     _record_job(ledger, record, job.job_id)
     return Sighting(job, 1, looked_at)
+
+
+def _remember(ledger: JobLedger, record: LedgerRecord, jobs: list[Job]) -> None:
+    """Keep the candidates in the record, so that a later reconciliation still finds
+    them after they leave the active tasks. Best effort: the record is unresolved
+    either way."""
+    seen = list(dict.fromkeys(record.sightings + [job.job_id for job in jobs]))
+    if seen == record.sightings:
+        return
+    try:
+        ledger.put(record.model_copy(update={"sightings": seen, "updated_at": _now()}))
+    except Exception:
+        logger.warning("could not remember the candidates of key %s in %r", record.key, ledger)
 
 
 def _active_tasks(client: LegnextClient, record: LedgerRecord) -> list[ActiveTask] | None:
@@ -697,18 +769,20 @@ def _candidates(
     client: LegnextClient,
     ledger: JobLedger,
     record: LedgerRecord,
-    tasks: list[ActiveTask],
+    job_ids: list[str],
     others: list[LedgerRecord],
 ) -> list[Job]:
-    """The jobs among `tasks` that may be the record's. One it claimed already (a
+    """The jobs among `job_ids` that may be the record's. One it claimed already (a
     crash between claim and record) is the answer alone."""
     recorded = {r.job_id for r in others if r.job_id}
     start, end = _interval(record)
     jobs = []
-    for task in tasks:
-        if task.job_id in recorded:
+    for job_id in job_ids:
+        if job_id in recorded:
             continue
-        job = client.get_job(task.job_id)
+        job = client.get_job(job_id)
+        if job.task_type and job.task_type != record.task_type:
+            continue  # (the active tasks were filtered by type: this guards a sighting)
         # A job without a creation time cannot be placed in the window: never adopt it.
         created = job.meta.created_at
         if created is None or not start <= created <= end:
@@ -775,9 +849,8 @@ def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> s
     Every rule here is our decision (see the module docstring)."""
     if record.create_status is not None and record.create_status < 500:
         return None  # an answered success we could not read: a job was made
-    expires = _expires_at(record, window_scale)
-    if seen.looked_at < expires or seen.candidates:
-        return None  # its job may still turn up, or one that may be it is active
+    if seen.candidates:
+        return None  # a job that may be its own is (or was seen) active
     start, end = _interval(record)
     looked = (
         "the account's active tasks did not answer"
@@ -785,10 +858,16 @@ def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> s
         else f"no unclaimed {record.task_type} job created between {start:%H:%M:%S} and "
         f"{end:%H:%M:%S} UTC among the account's active tasks"
     )
-    return (
-        f"{_answer(record)}; {looked} at {seen.looked_at:%Y-%m-%d %H:%M:%S} UTC, after the "
-        f"window ending {expires:%H:%M:%S} UTC"
-    )
+    at = f"{seen.looked_at:%Y-%m-%d %H:%M:%S} UTC"
+    if record.answered_at is not None and seen.candidates == 0:
+        settled = record.answered_at + ANSWERED_5XX_SETTLE * window_scale
+        if seen.looked_at >= settled:
+            after = (seen.looked_at - record.answered_at).total_seconds()
+            return f"{_answer(record)}; {looked} at {at}, {after:.0f} s after that answer"
+    expires = _expires_at(record, window_scale)
+    if seen.looked_at < expires:
+        return None  # its job may still turn up
+    return f"{_answer(record)}; {looked} at {at}, after the window ending {expires:%H:%M:%S} UTC"
 
 
 def _answer(record: LedgerRecord) -> str:
