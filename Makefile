@@ -54,7 +54,7 @@ chaos: setup
 		--kills 6 --server postgresql --seed $(CHAOS_SEED) --log-dir chaos-output/logs \
 		2> chaos-output/details.log
 
-# The chaos suite's short seeded run (not yet inside make test: docs/reliability.md).
+# The chaos suite's short seeded run alone (make test runs it too: docs/reliability.md).
 chaos-quick: setup
 	$(VENV)/bin/pytest -m chaos -p no:cacheprovider
 

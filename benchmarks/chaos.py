@@ -92,11 +92,13 @@ class Simulators:
         return self.records[scenario.name]
 
 
-def count_faults(records: list[SimRecord], proxy: S3ChaosProxy) -> int:
+def count_faults(records: list[SimRecord], proxies: list[S3ChaosProxy]) -> int:
     """Faults that actually fired: dropped answers, 5xx and 429 answers, failed and stuck
     jobs at the simulators; errors, lost answers and refused requests at S3."""
-    total = proxy.counts["errors"] + proxy.counts["lost_answers"]
-    total += proxy.counts["refused_while_down"]
+    total = 0
+    for proxy in proxies:
+        total += proxy.counts["errors"] + proxy.counts["lost_answers"]
+        total += proxy.counts["refused_while_down"]
     for sim in records:
         stats = sim.stats
         total += stats["dropped_responses"] + stats["injected_errors"]
@@ -170,10 +172,10 @@ def view_of(s3_client: Any, bucket: str) -> S3View:
 
 
 def finish(report: Report, sims: Simulators, view: S3View, log_dirs: list[Path],
-           proxy: S3ChaosProxy) -> Report:  # fmt: skip
+           proxies: list[S3ChaosProxy]) -> Report:  # fmt: skip
     records = list(sims.records.values())
     report.audit = audit(records, view, log_dirs)
-    report.faults = count_faults(records, proxy)
+    report.faults = count_faults(records, proxies)
     return report
 
 

@@ -5,7 +5,8 @@ from what the flows say about themselves.
 - duplicates: two jobs the account paid or holds points for (not failed) with the same
   endpoint and body (image URLs without their query: a presigned URL changes per try),
   i.e. two paid jobs for one step; plus every job id claimed by two ledger records
-  (one job adopted by two steps).
+  (one job adopted by two steps), or recorded by a key other than the one holding its
+  claim.
 - lost: every job a simulator completed and charged whose outputs are not all in S3
   with matching hashes: the sidecar must exist, every file it lists must hash to the
   sidecar's sha256, and the first file must equal the simulator's own bytes (its images
@@ -101,12 +102,24 @@ class S3View:
         return {k.split("/")[-2]: k for k in self.keys if k.endswith("/job.json")}
 
     def ledger_records(self) -> list[dict[str, Any]]:
+        """The ledger's records (``key -> job id``), without its job claims."""
+        return [doc for key, doc in self._ledger_documents() if "/_jobs/" not in f"/{key}"]
+
+    def job_claims(self) -> dict[str, str]:
+        """job id -> the key holding its claim (``_ledger/_jobs/<job id>.json``)."""
+        return {
+            doc["job_id"]: doc["key"]
+            for key, doc in self._ledger_documents()
+            if "/_jobs/" in f"/{key}"
+        }
+
+    def _ledger_documents(self) -> list[tuple[str, dict[str, Any]]]:
         found = []
         for key in self.keys:
             if "/_ledger/" in f"/{key}" and key.endswith(".json"):
                 body = self.body(key)
                 if body is not None:
-                    found.append(json.loads(body))
+                    found.append((key, json.loads(body)))
         return found
 
 
@@ -161,8 +174,14 @@ def audit(sims: Iterable[SimRecord], view: S3View, log_dirs: Iterable[Path]) -> 
                     result.lost += 1
                     result.lost_jobs.append(f"{sim.name}:{job['job_id']}")
     extra = {k: n - 1 for k, n in paid.items() if n > 1}
-    claims = Counter(r["job_id"] for r in view.ledger_records() if r.get("job_id"))
-    adopted_twice = {k: n - 1 for k, n in claims.items() if n > 1}
+    records = [r for r in view.ledger_records() if r.get("job_id")]
+    held = Counter(r["job_id"] for r in records)
+    adopted_twice = {k: n - 1 for k, n in held.items() if n > 1}
+    # A record holding a job whose claim names another key is a job taken from its owner.
+    claims = view.job_claims()
+    for r in records:
+        if claims.get(r["job_id"], r["key"]) != r["key"]:
+            adopted_twice[f"{r['job_id']} (claimed by another key)"] = 1
     result.duplicates = sum(extra.values()) + sum(adopted_twice.values())
     result.duplicate_keys = [*extra, *adopted_twice][:20]
     result.leaked = count_leaks([s.api_key for s in sims], view, log_dirs)

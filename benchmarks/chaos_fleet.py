@@ -207,7 +207,7 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
         )
         report.workers_killed = fleet.killed
         view = S3View(s3_client(s3), bucket_name)
-        done = finish(report, sims, view, [logs], proxy)
+        done = finish(report, sims, view, [logs], [proxy])
         return done
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import secrets
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.chaos import (
@@ -26,7 +27,7 @@ from benchmarks.chaos_audit import S3View, SimRecord
 from benchmarks.chaos_s3 import S3ChaosProxy
 from benchmarks.chaos_scenarios import Chain, Scenario, plan
 
-THREADS = 4
+THREADS = 2  # per scenario; every scenario runs at once
 LOCAL_MAX_WAIT = 5.0  # the stuck scenario's deadline here: short, the run is short
 
 
@@ -58,12 +59,25 @@ def _prefect(harness: bool) -> Iterator[None]:
 def _run_one(chain: Chain) -> str:
     from prefect_legnext.orchestration.flows import legnext_chain
 
-    state = legnext_chain(**chain.parameters(f"chaos-{chain.scenario.name}", "chaos-outputs"),
+    name = chain.scenario.name
+    state = legnext_chain(**chain.parameters(f"chaos-{name}", f"chaos-outputs-{name}"),
                           return_state=True)  # fmt: skip
     if state.is_completed():
         return ""
     error = state.result(raise_on_failure=False)
     return f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+
+
+def _run_scenario(chains: list[Chain], proxy: S3ChaosProxy) -> list[str]:
+    outage = None
+    if chains[0].scenario.s3_outage_seconds:
+        outage = threading.Thread(target=s3_outage, args=(proxy, 3.0, 8.0))
+        outage.start()
+    try:
+        return run_chains(chains, _run_one, THREADS)
+    finally:
+        if outage is not None:
+            outage.join()
 
 
 def _etags(view: S3View) -> dict[str, str]:
@@ -76,6 +90,8 @@ def _etags(view: S3View) -> dict[str, str]:
 
 
 def run_local(seed: int, total: int, *, harness: bool = True) -> Report:
+    """Every scenario at once, each on its own simulator and its own S3 proxy (its S3
+    faults are its own) in front of one moto server and one bucket."""
     from prefect_legnext.orchestration.blocks import LegnextCredentials
     from prefect_legnext.simulator import LegnextSimulator
     from prefect_legnext.simulator.s3 import LocalS3Server
@@ -85,11 +101,9 @@ def run_local(seed: int, total: int, *, harness: bool = True) -> Report:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_prefect(harness))
         s3 = stack.enter_context(LocalS3Server())
-        proxy = stack.enter_context(S3ChaosProxy(s3.endpoint_url, seed))
         stack.callback(_stop_all, started)  # every simulator stops, also on failure
         bucket_name = f"chaos-{seed}-{secrets.token_hex(4)}"
         s3.create_bucket(bucket_name)
-        _bucket_via(proxy, bucket_name).save("chaos-outputs", overwrite=True)
 
         def start(scenario: Scenario) -> SimRecord:
             key = f"sk-chaos-{secrets.token_hex(16)}"
@@ -105,24 +119,32 @@ def run_local(seed: int, total: int, *, harness: bool = True) -> Report:
             return SimRecord(scenario.name, sim.base_url, key, expiring=scenario.output_ttl < 1)
 
         sims = Simulators(start)
+        proxies: dict[str, S3ChaosProxy] = {}
         chains_by_scenario = plan(total, seed)
         for name, chains in chains_by_scenario.items():
             scenario = chains[0].scenario
             if scenario.max_wait_seconds < 60:
                 scenario = dataclasses.replace(scenario, max_wait_seconds=LOCAL_MAX_WAIT)
-                chains = [dataclasses.replace(c, scenario=scenario) for c in chains]
-                chains_by_scenario[name] = chains
+                chains_by_scenario[name] = [dataclasses.replace(c, scenario=scenario)
+                                            for c in chains]  # fmt: skip
             sims.for_scenario(scenario)
+            proxy = stack.enter_context(S3ChaosProxy(s3.endpoint_url, seed))
             apply_s3(proxy, scenario)
-            outage = None
-            if scenario.s3_outage_seconds:
-                outage = threading.Thread(target=s3_outage, args=(proxy, 3.0, 8.0))
-                outage.start()
-            record(report, chains, run_chains(chains, _run_one, THREADS))
-            if outage is not None:
-                outage.join()
-        _rerun(report, chains_by_scenario, sims, proxy, S3View(s3_client(s3), bucket_name))
-        return finish(report, sims, S3View(s3_client(s3), bucket_name), [], proxy)
+            _bucket_via(proxy, bucket_name).save(f"chaos-outputs-{name}", overwrite=True)
+            proxies[name] = proxy
+        _each_scenario(report, chains_by_scenario, proxies)
+        _rerun(report, chains_by_scenario, sims, proxies, S3View(s3_client(s3), bucket_name))
+        return finish(report, sims, S3View(s3_client(s3), bucket_name), [],
+                      list(proxies.values()))  # fmt: skip
+
+
+def _each_scenario(report: Report, chains_by_scenario: dict[str, list[Chain]],
+                   proxies: dict[str, S3ChaosProxy]) -> None:  # fmt: skip
+    with ThreadPoolExecutor(len(chains_by_scenario)) as pool:
+        runs = {name: pool.submit(_run_scenario, chains, proxies[name])
+                for name, chains in chains_by_scenario.items()}  # fmt: skip
+        for name, run in runs.items():
+            record(report, chains_by_scenario[name], run.result())
 
 
 def _stop_all(sims: list[Any]) -> None:
@@ -135,21 +157,27 @@ def s3_client(server: Any) -> Any:
 
 
 def _rerun(report: Report, chains_by_scenario: dict[str, list[Chain]], sims: Simulators,
-           proxy: S3ChaosProxy, view: S3View) -> None:  # fmt: skip
+           proxies: dict[str, S3ChaosProxy], view: S3View) -> None:  # fmt: skip
     """Re-run every chain with the faults off and the same idempotency scope: a
     completed chain must create no job and change no object; an unresolved one gets
     its chance to find the job it paid for."""
     import httpx
 
-    proxy.error_rate = proxy.ledger_lose_rate = 0.0
+    for proxy in proxies.values():
+        proxy.error_rate = proxy.ledger_lose_rate = 0.0
     before = _etags(view)
-    for chains in chains_by_scenario.values():
+
+    def again(chains: list[Chain]) -> int:
         sim = sims.records[chains[0].scenario.name]
         httpx.put(f"{sim.base_url}/_sim/faults", json={}, timeout=60).raise_for_status()
         jobs_before = len(httpx.get(f"{sim.base_url}/_sim/jobs", timeout=60).json())
         messages = run_chains(chains, _run_one, THREADS)
         jobs_after = len(httpx.get(f"{sim.base_url}/_sim/jobs", timeout=60).json())
         if all(not m for m in messages) and chains[0].scenario.name != "failing":
-            report.rerun_new_jobs += jobs_after - jobs_before
+            return jobs_after - jobs_before
+        return 0
+
+    with ThreadPoolExecutor(len(chains_by_scenario)) as pool:
+        report.rerun_new_jobs += sum(pool.map(again, chains_by_scenario.values()))
     after = _etags(S3View(view.s3, view.bucket))
     report.rerun_changed_objects = sum(1 for k, tag in before.items() if after.get(k) != tag)

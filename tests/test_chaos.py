@@ -1,7 +1,7 @@
-"""The chaos suite's short seeded run (issue 11): one or two chains per scenario, in
-process, on the session's temporary Prefect server. ``make chaos`` runs the large one
-on a PostgreSQL-backed server with process workers that are SIGKILLed
-(docs/reliability.md). Counted from the simulators' records and S3, never from what
+"""The chaos suite's short seeded run (issue 11): one chain per scenario, every
+scenario at once, in process, on the session's temporary Prefect server. ``make
+chaos`` runs the large one on a PostgreSQL-backed server with process workers that
+are SIGKILLed (docs/reliability.md). Counted from the simulators' records and S3, never from what
 the flows report."""
 
 from __future__ import annotations
@@ -34,13 +34,6 @@ def test_no_step_paid_twice_and_no_key_leaked(report: Report) -> None:
     assert report.rerun_changed_objects == 0, report.details()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (seed 11): a job whose create answer was dropped completes before it "
-    "is reconciled; reconcile() reads only active tasks, so the re-run never adopts it and "
-    "the paid job's outputs never reach S3 (lost > 0). And a plain 503 on a create ends "
-    "in OutcomeUnknownError in the 5xx/429 scenario, where every chain must complete.",
-)
 def test_nothing_lost_and_only_allowed_outcomes(report: Report) -> None:
     assert report.audit.lost == 0, report.details()
     assert report.unexpected == [], report.details()
