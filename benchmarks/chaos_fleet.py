@@ -208,6 +208,11 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
         report.workers_killed = fleet.killed
         view = S3View(s3_client(s3), bucket_name)
         done = finish(report, sims, view, [logs], [proxy])
+        if done.audit.peak_in_flight > ACCOUNT_SLOTS:
+            done.unexpected.append(
+                f"{done.audit.peak_in_flight} jobs in flight at once at a simulator, above "
+                f"the legnext-account limit of {ACCOUNT_SLOTS}"
+            )
         return done
 
 
