@@ -449,3 +449,40 @@ def test_a_paused_flow_run_is_resumed_with_the_task_object(
         hook = client.get_job(submitted["job_id"]).config
     assert hook is not None and hook.webhook_config is not None
     assert callback_tags(hook.webhook_config.endpoint or "")[FLOW_RUN_TAG] == submitted["flow_run"]
+
+
+async def test_only_a_run_paused_for_this_job_is_resumed(
+    stack: Stack, task_object: Callable[..., Any]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Paused
+
+    from prefect_legnext.orchestration.receiver import ResumeFlowRun
+
+    @flow
+    def idle() -> None:
+        pass
+
+    job_id = str(uuid.uuid4())
+    arrival = CallbackGate(None).decide({}, _body(task_object(job_id=job_id, status="completed")))
+    assert arrival.arrival is not None
+    resume = ResumeFlowRun()
+    async with get_client() as client:
+        outcomes = {}
+        for pause_key in ("legnext-job-another-one", pause_key_for(job_id)):
+            run = await client.create_flow_run(
+                idle, state=Paused(pause_key=pause_key, timeout_seconds=120)
+            )
+            tagged = Arrival(arrival.arrival.delivery, None, str(run.id))
+            outcomes[pause_key] = await resume(tagged)
+            state = (await client.read_flow_run(run.id)).state
+            assert state is not None
+            outcomes[pause_key] += f" ({state.type.value})"
+            # A repeat finds the run no longer waiting for it.
+            assert await resume(tagged) == "not waiting for this job"
+    assert outcomes == {
+        "legnext-job-another-one": "not waiting for this job (PAUSED)",
+        pause_key_for(job_id): "resumed (RUNNING)",
+    }
+    missing = Arrival(arrival.arrival.delivery, None, str(uuid.uuid4()))
+    assert (await resume(missing)).endswith("not found")
