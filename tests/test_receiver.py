@@ -42,6 +42,7 @@ from prefect_legnext.orchestration.receiver import (
     Arrival,
     CallbackGate,
     LegnextTaskInput,
+    ReceiverApp,
     ReceiverServer,
     build_receiver,
     default_actions,
@@ -159,6 +160,19 @@ def test_tag_callback_adds_the_flow_run_and_keeps_the_rest() -> None:
     assert "a=1" in tagged and "old" not in tagged
     untagged = tag_callback(request, "key-1").callback
     assert untagged is not None and FLOW_RUN_TAG not in untagged
+
+
+async def test_text_from_the_body_cannot_forge_log_lines(
+    task_object: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="prefect_legnext")
+    app = ReceiverApp(CallbackGate(None), [])
+    body = _body(task_object(job_id="job\nERROR forged", status="odd\r\nline"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        answer = await client.post("http://receiver/cb", content=body)
+    assert answer.status_code == 200 and answer.json()["detail"] == "noted status odd__line"
+    (line,) = [r.getMessage() for r in caplog.records if "callback for job" in r.getMessage()]
+    assert "\n" not in line and "\r" not in line
 
 
 # --- served on loopback, with the simulator as the sender ------------------------------

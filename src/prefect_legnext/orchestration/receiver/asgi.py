@@ -71,7 +71,8 @@ class ReceiverApp:
         if not arrival.is_terminal:
             # A status on the way (or unknown: never taken for success): nothing to do.
             self.gate.remember(arrival)
-            return Decision(200, f"noted status {arrival.delivery.job.status}", arrival)
+            status = _printable(str(arrival.delivery.job.status))
+            return Decision(200, f"noted status {status}", arrival)
         outcomes, failed = [], False
         for action in self.actions:
             try:
@@ -149,4 +150,11 @@ def _log(decision: Decision, scope: Scope) -> None:
     job = decision.arrival.delivery.job
     level = logging.ERROR if decision.status >= 500 else logging.INFO
     logger.log(level, "callback for job %s (%s): %d %s",
-               job.job_id, job.status, decision.status, decision.reason)  # fmt: skip
+               _printable(job.job_id), _printable(str(job.status)), decision.status,
+               decision.reason)  # fmt: skip
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """Text from the body, fit for one log line: no control characters (a forged line
+    break), not too long."""
+    return "".join(c if c.isprintable() else "_" for c in text[:limit])
