@@ -40,8 +40,9 @@ def test_receiver_command_answers_and_stops_cleanly(
         line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, line
-        url = f"{match.group(0)}/cb?{CALLBACK_TAG}=no-such-key"
-        data = task_object(status="completed")  # type: ignore[operator]
+        url = f"{match.group(0)}/cb"
+        hook = {"endpoint": f"{url}?{CALLBACK_TAG}=no-such-key", "secret": ""}
+        data = task_object(status="completed", config={"webhook_config": hook})  # type: ignore[operator]
         body = json.dumps({"timestamp": int(time.time() * 1000), "data": data}).encode()
         stamp = str(int(time.time() * 1000))
         headers = {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(SECRET, stamp, body)}

@@ -140,16 +140,14 @@ def test_the_gate_treats_a_repeat_as_a_no_op_and_forgets_the_oldest(
     assert not gate.decide({}, _body(task_object(status="completed"))).duplicate
 
 
-def test_tags_come_from_the_echoed_url_else_the_request_query(
-    task_object: Callable[..., Any],
-) -> None:
+def test_tags_come_from_the_echoed_url_only(task_object: Callable[..., Any]) -> None:
     gate = CallbackGate(None)
     hook = f"https://hooks.example/cb?token=t&{CALLBACK_TAG}=k1&{FLOW_RUN_TAG}=f1"
     echoed = task_object(config={"webhook_config": {"endpoint": hook, "secret": ""}})
-    arrival = gate.decide({}, _body(echoed), query=f"{CALLBACK_TAG}=other").arrival
+    arrival = gate.decide({}, _body(echoed)).arrival
     assert arrival is not None and (arrival.key, arrival.flow_run_id) == ("k1", "f1")
-    bare = gate.decide({}, _body(task_object()), query=f"{CALLBACK_TAG}=k2").arrival
-    assert bare is not None and (bare.key, bare.flow_run_id) == ("k2", None)
+    bare = gate.decide({}, _body(task_object())).arrival
+    assert bare is not None and (bare.key, bare.flow_run_id) == (None, None)
 
 
 def test_tag_callback_adds_the_flow_run_and_keeps_the_rest() -> None:

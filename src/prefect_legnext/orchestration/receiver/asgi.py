@@ -60,8 +60,7 @@ class ReceiverApp:
         if body is None:
             decision = Decision(413, f"body over {self.gate.max_body_bytes} bytes")
         else:
-            query = scope.get("query_string", b"").decode("latin-1")
-            decision = self.gate.decide(headers, body, query)
+            decision = self.gate.decide(headers, body)
         if decision.arrival is not None and not decision.duplicate:
             decision = await self._handle(decision.arrival)
         _log(decision, scope)

@@ -113,9 +113,10 @@ class CallbackGate:
     def verifies(self) -> bool:
         return self._secret is not None
 
-    def decide(self, headers: Mapping[str, str], body: bytes, query: str = "") -> Decision:
-        """The answer to one delivery. `headers` in any case; `query` is the request's
-        own query string, read for our tags only when the echoed URL has none."""
+    def decide(self, headers: Mapping[str, str], body: bytes) -> Decision:
+        """The answer to one delivery (`headers` in any case). Our tags are read from the
+        callback URL the task object echoes, inside the signed body, never from the
+        request's own (unsigned) query."""
         if len(body) > self.max_body_bytes:
             return Decision(413, f"body over {self.max_body_bytes} bytes")
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -126,7 +127,7 @@ class CallbackGate:
             delivery = parse_delivery(body)
         except DeliveryError as exc:
             return Decision(400, str(exc))
-        tags = callback_tags(delivery.callback_url) or callback_tags(f"?{query}")
+        tags = callback_tags(delivery.callback_url)
         arrival = Arrival(delivery, tags.get(CALLBACK_TAG), tags.get(FLOW_RUN_TAG))
         if arrival.remembered_as in self._seen:
             self._seen.move_to_end(arrival.remembered_as)
