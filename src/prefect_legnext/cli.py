@@ -8,6 +8,8 @@ print one line per step event (no spinner), readable in a log and in 80 columns.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import socket
 import sys
@@ -197,8 +199,13 @@ def simulator(
             highlight=False,
         )
 
+    _serve_in_foreground(lambda: serve(config, host, port, on_ready=ready), host, port)
+
+
+def _serve_in_foreground(run: Callable[[], None], host: str, port: int) -> None:
+    """Run a server until Ctrl-C, which ends it cleanly; a socket error in one line."""
     try:
-        serve(config, host, port, on_ready=ready)
+        run()
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -569,6 +576,91 @@ def _print_results(chains: list[Any], total_points: int) -> None:
         for step in chain_result.steps:
             console.print(f"  {step.sidecar_uri}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"total points: {total_points}", highlight=False)
+
+
+@app.command()
+def receiver(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (loopback; put a proxy in front).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8788,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LEGNEXT_CALLBACK_SECRET",
+            show_envvar=True,
+            show_default=False,
+            help="Verify X-Legnext-Signature with this secret (prefer the variable).",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Seconds a signed timestamp may be off.")
+    ] = 300.0,
+    storage_block: StorageOption = "legnext-outputs",
+    ledger_dir: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="A local ledger directory instead of the bucket's."),
+    ] = None,
+) -> None:
+    """Receive Legnext's callbacks: record, emit legnext.job.*, resume the waiting run.
+
+    Uses the Prefect API at PREFECT_API_URL (else Prefect's temporary server) and the
+    ledger of the flows: the one in --storage-block's bucket, or --ledger-dir.
+    """
+    from prefect_legnext.demo import quiet_logs
+
+    with user_errors():
+        if secret is not None and not secret.strip():
+            raise ValueError("the callback secret (LEGNEXT_CALLBACK_SECRET or --secret) is empty")
+        if tolerance <= 0:
+            raise ValueError(f"--tolerance must be above 0 seconds (got {tolerance:g})")
+    check_listen_address(host, port)
+    if secret is None and not _is_loopback(host):
+        err_console.print(
+            f"[yellow]warning:[/yellow] listening on {escape(host)} without a secret: anyone "
+            "who reaches it can post deliveries (set LEGNEXT_CALLBACK_SECRET)",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    quiet_logs()
+    _log_to_stderr("prefect_legnext")  # the receiver's decisions, one line each
+    with user_errors(), ExitStack() as stack:
+        from prefect_legnext.orchestration.ledger import LocalLedger, S3Ledger
+        from prefect_legnext.orchestration.receiver import build_receiver, serve
+        from prefect_legnext.orchestration.resolve import load_bucket
+        from prefect_legnext.prefect_api import prefect_api
+
+        with console.status("starting Prefect"):
+            stack.enter_context(prefect_api())
+            ledger = (
+                LocalLedger(ledger_dir) if ledger_dir is not None
+                else S3Ledger(load_bucket(storage_block))
+            )  # fmt: skip
+        app = build_receiver(secret.strip() if secret else None, ledger, tolerance=tolerance)
+
+        def ready(url: str) -> None:
+            checked = "signatures checked" if secret else "signatures NOT checked (no secret)"
+            console.print(f"Legnext callback receiver listening on {url}", highlight=False)
+            console.print(f"  {checked}; ledger {ledger!r}", highlight=False)
+
+        _serve_in_foreground(lambda: serve(app, host, port, on_ready=ready), host, port)
+
+
+def _log_to_stderr(name: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()

@@ -79,6 +79,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from prefect_legnext.core.callbacks import CALLBACK_TAG, FLOW_RUN_TAG
 from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
@@ -112,7 +113,6 @@ IN_PROGRESS_POLL_SECONDS = 0.5
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 JOBS_DIR = "_jobs"  # the claims, beside the records (never listed as records)
-CALLBACK_TAG = "legnext_idempotency_key"
 OnUnknown = Literal["raise", "resubmit"]
 
 
@@ -448,14 +448,20 @@ def check_key(key: str) -> str:
     return key
 
 
-def tag_callback(request: LegnextRequest, key: str) -> LegnextRequest:
+def tag_callback(
+    request: LegnextRequest, key: str, flow_run_id: str | None = None
+) -> LegnextRequest:
     """Add the key to the callback URL, which Legnext echoes in the task object, so that
-    reconciliation can recognise our job exactly."""
+    reconciliation can recognise our job exactly; and, for a submit inside a flow run,
+    that run's id, so that a callback receiver can resume the run waiting for the job."""
     if request.callback is None:
         return request
     parts = urlsplit(request.callback)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != CALLBACK_TAG]
+    ours = (CALLBACK_TAG, FLOW_RUN_TAG)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours]
     query.append((CALLBACK_TAG, key))
+    if flow_run_id is not None:
+        query.append((FLOW_RUN_TAG, flow_run_id))
     return request.model_copy(
         update={"callback": urlunsplit(parts._replace(query=urlencode(query)))}
     )
@@ -476,6 +482,7 @@ def submit_once(
     in_progress_grace: float = IN_PROGRESS_GRACE_SECONDS,
     known_absent: bool = False,
     window_scale: float = 1.0,
+    flow_run_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Submit `request` at most once per `key`. Returns the job and whether it was
     reused (True) rather than created by this call.
@@ -491,6 +498,8 @@ def submit_once(
             create that finds a record after all falls back to reading it).
         window_scale: scales every record's window (see the module docstring); for
             tests against a faster simulator, 1.0 for Legnext.
+        flow_run_id: the flow run submitting, tagged on the callback URL (if any) for
+            the callback receiver.
 
     Raises:
         OutcomeUnknownError: a previous or this attempt may have created a job that
@@ -499,7 +508,7 @@ def submit_once(
     """
     endpoint = endpoint_for(request)
     digest = fingerprint or body_sha256(endpoint, request)
-    request = tag_callback(request, key)
+    request = tag_callback(request, key, flow_run_id)
     absent = known_absent
     while True:
         record = None if absent else ledger.get(key)
@@ -738,6 +747,59 @@ def _reconcile(
     logger.warning("reconciled key %s with job %s created by a lost submit", record.key, job.job_id)
     _record_job(ledger, record, job.job_id)
     return Sighting(job, 1, looked_at)
+
+
+CallbackOutcome = Literal["recorded", "already", "no-record", "conflict", "outside-window"]
+
+
+def record_from_callback(ledger: JobLedger, key: str, job: Job) -> CallbackOutcome:
+    """Record the job a callback names under the key it echoes (`CALLBACK_TAG`), when
+    the key's record has no job yet: the callback receiver's adoption. The echo is
+    exact evidence (only our submit tagged the URL with this key), so the job is claimed
+    and recorded as a reconciliation would, and never over a different job id.
+
+    Outcomes, each idempotent (a repeated callback changes nothing): ``recorded``;
+    ``already`` (the record holds this job); ``no-record`` (nothing to attach to: the
+    key is not in this ledger); ``conflict`` (the record holds another job, or another
+    key claimed this one: logged as an error, nothing written); ``outside-window`` (the
+    job was created outside the record's creation interval: a job of an earlier,
+    abandoned attempt, not this record's).
+
+    Raises:
+        ValueError: `key` or the job id is malformed.
+        StorageError: the ledger could not be read or written (the caller answers so
+            that the sender retries).
+    """
+    check_key(key)
+    check_job_id(job.job_id)
+    record = ledger.get(key)
+    if record is None:
+        logger.warning("callback for job %s: key %s has no record in %r; nothing recorded",
+                       job.job_id, key, ledger)  # fmt: skip
+        return "no-record"
+    if record.job_id == job.job_id:
+        return "already"
+    if record.job_id is not None:
+        logger.error(
+            "callback for job %s echoes key %s, but the ledger records job %s for that key; "
+            "keeping the recorded job", job.job_id, key, record.job_id,
+        )  # fmt: skip
+        return "conflict"
+    created = job.meta.created_at
+    start, end = _interval(record)
+    if created is not None and not start <= created <= end:
+        logger.warning("callback for job %s (key %s): created outside the record's interval; "
+                       "not recorded", job.job_id, key)  # fmt: skip
+        return "outside-window"
+    if not ledger.claim_job(job.job_id, key):
+        logger.error("callback for job %s echoes key %s, but key %s claimed the job; not recorded",
+                     job.job_id, key, ledger.job_holder(job.job_id))  # fmt: skip
+        return "conflict"
+    ledger.put(
+        record.model_copy(update={"state": "submitted", "job_id": job.job_id, "updated_at": _now()})
+    )
+    logger.info("callback: recorded job %s for key %s", job.job_id, key)
+    return "recorded"
 
 
 def _remember(ledger: JobLedger, record: LedgerRecord, jobs: list[Job]) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -170,6 +171,8 @@ def _submit(
         else derive_key(endpoint, request, idempotency_scope())
     )
     logger = get_run_logger()
+    context = TaskRunContext.get()
+    flow_run_id = context.task_run.flow_run_id if context is not None else None
     with _client(credentials) as client:
         job, reused = submit_once(
             client,
@@ -179,6 +182,7 @@ def _submit(
             on_unknown=on_unknown,
             fingerprint=fingerprint,
             known_absent=known_absent,
+            flow_run_id=str(flow_run_id) if flow_run_id is not None else None,
         )
     if reused:
         logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
@@ -191,10 +195,24 @@ def _submit(
     return job
 
 
-def emit_job_event(what: str, job: Job, **payload: Any) -> None:
-    """``legnext.job.<what>`` with the job as resource, for automations to react to."""
+def job_event_id(what: str, job_id: str) -> uuid.UUID:
+    """The one id of ``legnext.job.<what>`` for a job: Prefect's server stores an event
+    id once, so emitters that may repeat themselves (the callback receiver after a
+    re-delivery or a restart) emit each event once. Our decision."""
+    return uuid.uuid5(_EVENT_NAMESPACE, f"legnext.job.{what}:{job_id}")
+
+
+_EVENT_NAMESPACE = uuid.UUID("5f0c2a4e-8d1b-4c7a-9e3f-6b2d1a0c9e84")
+
+
+def emit_job_event(
+    what: str, job: Job, *, event_id: uuid.UUID | None = None, **payload: Any
+) -> None:
+    """``legnext.job.<what>`` with the job as resource, for automations to react to;
+    `event_id` (e.g. `job_event_id`) makes repeats of it one event."""
     emit_event(
         event=f"legnext.job.{what}",
+        id=event_id,
         resource={
             "prefect.resource.id": f"legnext.job.{job.job_id}",
             "prefect.resource.name": f"{job.task_type} {job.job_id}",

@@ -34,8 +34,8 @@ FAULT_TARGETS: tuple[str, ...] = (
     ACCOUNT_INFO.name,
     ACTIVE_TASKS.name,
 )
-# The longest injected delay (latency, download_delay, retry_after), in seconds: a
-# simulator decision, so that no setting can hang a request for ever.
+# The longest injected delay (latency, download_delay, retry_after, callback_delay), in
+# seconds: a simulator decision, so that no setting can hang a request for ever.
 MAX_DELAY = 600.0
 # The largest time_scale (600x slower than real): a simulator decision keeping every job
 # duration finite.
@@ -73,6 +73,25 @@ class Faults(BaseModel):
     )
     callback_failure_rate: float = Field(
         0.0, ge=0, le=1, description="callback deliveries that fail (and are retried)"
+    )
+    # The callback faults below are simulator decisions (docs/simulator.md), drawn once
+    # per status change of a job.
+    callback_drop_rate: float = Field(
+        0.0, ge=0, le=1, description="status changes whose callback is never sent"
+    )
+    callback_delay: float = Field(
+        0.0, ge=0, le=MAX_DELAY,
+        description="seconds before a callback is first sent (not scaled by time_scale)",
+    )  # fmt: skip
+    callback_duplicate_rate: float = Field(
+        0.0, ge=0, le=1, description="callbacks sent a second time after they were delivered"
+    )
+    callback_reorder_rate: float = Field(
+        0.0, ge=0, le=1,
+        description="status changes whose callback is held back and sent after the next one's",
+    )  # fmt: skip
+    callback_forge_rate: float = Field(
+        0.0, ge=0, le=1, description="callbacks signed with a wrong secret instead of the real one"
     )
 
 

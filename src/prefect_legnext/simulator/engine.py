@@ -44,7 +44,7 @@ from prefect_legnext.core.fetch import (
     redirect_target,
     scheme_refusal,
 )
-from prefect_legnext.core.responses import JobStatus
+from prefect_legnext.core.responses import FINISHED_STATUSES, JobStatus
 from prefect_legnext.simulator import images
 from prefect_legnext.simulator.callbacks import CallbackSender
 from prefect_legnext.simulator.config import Faults, SimulatorConfig
@@ -392,7 +392,10 @@ class Engine:
         callback = job.request.callback
         if callback and self.callbacks is not None:
             faults = self.faults(job.endpoint.name)
-            self.spawn(self.callbacks.deliver(callback, self.task_object(job), faults))
+            self.callbacks.notify(
+                job.job_id, callback, self.task_object(job), faults,
+                final=job.status in FINISHED_STATUSES, spawn=self.spawn,
+            )  # fmt: skip
 
     async def _fetch_inputs(self, job: SimJob) -> tuple[int, str, str] | None:
         """Download input images as Legnext would, when the job starts processing."""

@@ -3,40 +3,20 @@ the demo) or in the foreground (`serve`, for the CLI)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import httpx
-import uvicorn
 
+from prefect_legnext.core.serving import BackgroundServer
+from prefect_legnext.core.serving import serve as serve_app
 from prefect_legnext.simulator.app import KeepRawSend, build_app
 from prefect_legnext.simulator.config import Faults, SimulatorConfig, parse_fault_settings
 from prefect_legnext.simulator.engine import Engine
 
-START_TIMEOUT = 20.0
 
-
-def _server(config: SimulatorConfig, host: str, port: int) -> tuple[uvicorn.Server, Engine]:
+def _app(config: SimulatorConfig) -> tuple[KeepRawSend, Engine]:
     engine = Engine(config)
-    app = KeepRawSend(build_app(engine))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    return server, engine
-
-
-def _bound_url(server: uvicorn.Server, host: str) -> str:
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{host}:{port}"
+    return KeepRawSend(build_app(engine)), engine
 
 
 class LegnextSimulator:
@@ -74,8 +54,7 @@ class LegnextSimulator:
         self.host = host
         self.port = port
         self.base_url = ""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     @property
     def api_key(self) -> str:
@@ -92,29 +71,15 @@ class LegnextSimulator:
         return f"LegnextSimulator(base_url={self.base_url!r})"
 
     def start(self) -> None:
-        server, engine = _server(self.config, self.host, self.port)
-        self._server = server
-        self._thread = threading.Thread(target=server.run, name="legnext-simulator", daemon=True)
-        self._thread.start()
-        deadline = START_TIMEOUT
-        while not server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the simulator could not start on {self.host}:{self.port}")
-            self._thread.join(0.01)
-            deadline -= 0.01
-            if deadline <= 0:
-                self.stop()
-                raise RuntimeError("the simulator did not start in time")
-        self.base_url = _bound_url(server, self.host)
+        app, engine = _app(self.config)
+        self._server = BackgroundServer(app, "simulator", self.host, self.port)
+        self.base_url = self._server.start()
         engine.base_url = self.base_url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+            self._server.stop()
         self._server = None
-        self._thread = None
 
     # -- conveniences for tests, benchmarks and the demo --------------------------------
 
@@ -153,18 +118,11 @@ class LegnextSimulator:
 
 def serve(config: SimulatorConfig, host: str, port: int, on_ready: Any = None) -> None:
     """Run in the foreground until interrupted (Ctrl-C stops it cleanly)."""
-    server, engine = _server(config, host, port)
+    app, engine = _app(config)
 
-    async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                await task
-                return
-            await asyncio.sleep(0.01)
-        engine.base_url = _bound_url(server, host)
+    def ready(base_url: str) -> None:
+        engine.base_url = base_url
         if on_ready is not None:
-            on_ready(engine.base_url)
-        await task
+            on_ready(base_url)
 
-    asyncio.run(main())
+    serve_app(app, host, port, on_ready=ready)
