@@ -76,6 +76,7 @@ def run_in_process(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Com
     before anything slow starts: Prefect's temporary server, a simulator or a local S3
     server starting here fails the command (`ServerStarted`), which a test then sees."""
     import io
+    import logging
 
     from prefect.context import SettingsContext, get_settings_context
     from prefect.server.api.server import SubprocessASGIServer
@@ -104,11 +105,17 @@ def run_in_process(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Com
         patch.setattr(LegnextSimulator, "start", refuse)
         patch.setattr(LocalS3Server, "start", refuse)
         patch.setattr(simulator, "serve", refuse)  # the simulator command's server
-        with SettingsContext(profile=get_settings_context().profile, settings=Settings()):
-            try:
+        # The flow commands quiet Prefect's console handlers (for the process): undone.
+        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        handlers = {h: h.level for log in loggers for h in getattr(log, "handlers", [])}
+        try:
+            with SettingsContext(profile=get_settings_context().profile, settings=Settings()):
                 cli.main()
-            except SystemExit as exit_:
-                code = exit_.code
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            for handler, level in handlers.items():
+                handler.setLevel(level)
     returncode = code if isinstance(code, int) else (0 if code is None else 1)
     return subprocess.CompletedProcess([CLI, *args], returncode, out.getvalue(), err.getvalue())
 
