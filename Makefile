@@ -6,7 +6,7 @@ UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup test lint typecheck pytest demo lock bench chaos chaos-quick clean generate
+.PHONY: setup test test-full lint typecheck pytest demo lock bench chaos chaos-quick clean generate
 
 setup: $(VENV)/.synced
 
@@ -37,6 +37,11 @@ pytest: setup
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# make test plus the large variants of its cases (pytest marker `fleet`: the 12-chain
+# distributed run behind docs/scaling.md's figures) and the chaos short run.
+test-full: lint typecheck
+	$(VENV)/bin/pytest -m 'fleet or not fleet'
 
 demo: setup
 	$(VENV)/bin/prefect-legnext demo

@@ -1,4 +1,5 @@
-"""Running ``prefect-legnext`` as a user does: a real process, a clean environment."""
+"""Running ``prefect-legnext`` as a user does: a real process, a clean environment; or,
+for commands that end before anything starts, the same `main()` in this process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 CLI = str(Path(sys.executable).with_name("prefect-legnext"))
 # The commands' own budgets (Prefect's server waits up to 180 s on a busy machine).
@@ -64,3 +67,58 @@ def cpu_burners(count: int | None = None) -> Iterator[list[subprocess.Popen[byte
             burner.kill()
         for burner in burners:
             burner.wait(timeout=30)
+
+
+def run_in_process(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`run_cli` without a new interpreter (~3 s of imports each): the command's
+    ``main()`` here, with `env` as the whole environment, Prefect's settings read from it
+    as a fresh process would, stdout and stderr captured. For commands that must end
+    before anything slow starts: Prefect's temporary server, a simulator or a local S3
+    server starting here fails the command (`ServerStarted`), which a test then sees."""
+    import io
+    import logging
+
+    from prefect.context import SettingsContext, get_settings_context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import Settings
+
+    from prefect_legnext import cli, prefect_api, simulator
+    from prefect_legnext.simulator import LegnextSimulator
+    from prefect_legnext.simulator.s3 import LocalS3Server
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ServerStarted("a server was started before the command ended")
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name not in env]:
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        patch.chdir(cwd)
+        patch.setattr(sys, "argv", [CLI, *args])
+        patch.setattr(sys, "stdout", out)
+        patch.setattr(sys, "stderr", err)
+        patch.setattr(prefect_api, "start_temporary_server", refuse)
+        patch.setattr(SubprocessASGIServer, "start", refuse)
+        patch.setattr(LegnextSimulator, "start", refuse)
+        patch.setattr(LocalS3Server, "start", refuse)
+        patch.setattr(simulator, "serve", refuse)  # the simulator command's server
+        # The flow commands quiet Prefect's console handlers (for the process): undone.
+        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        handlers = {h: h.level for log in loggers for h in getattr(log, "handlers", [])}
+        try:
+            with SettingsContext(profile=get_settings_context().profile, settings=Settings()):
+                cli.main()
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            for handler, level in handlers.items():
+                handler.setLevel(level)
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess([CLI, *args], returncode, out.getvalue(), err.getvalue())
+
+
+class ServerStarted(AssertionError):
+    """Raised by `run_in_process` when the command started a server."""

@@ -1,5 +1,9 @@
 """Configuration mistakes end at once in one line, before anything slow starts: no
-Prefect server (its database file would appear in the Prefect home), no simulator."""
+Prefect server (its database file would appear in the Prefect home), no simulator.
+
+Most cases run the command's ``main()`` in this process (`run_in_process`, which fails
+the command if any server starts); the first case and the installs without the
+``simulator`` extra (demo, chain, batch, simulator) run as real processes."""
 
 from __future__ import annotations
 
@@ -7,17 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from cli_support import cli_env, one_error_line, prefect_database_in, run_cli
+from cli_support import cli_env, one_error_line, prefect_database_in, run_cli, run_in_process
 
 KEY = "lgx-cli-config-secret-1234"
 INSTALL = "pip install 'prefect-legnext[simulator]'"
 
 
-def run_unconfigured(tmp_path: Path, *args: str, code: int = 1, **env: str) -> str:
-    """Run a command that must fail fast with exit code `code`; its error line (the
-    server never started). The command line parser's refusals exit with 2."""
+def run_unconfigured(
+    tmp_path: Path, *args: str, code: int = 1, real_process: bool = False, **env: str
+) -> str:
+    """Run a command that must fail fast with exit code `code` (in this process unless
+    `real_process`); its error line (the server never started). The command line
+    parser's refusals exit with 2."""
     home = tmp_path / "home"
-    result = run_cli(*args, cwd=tmp_path, env=cli_env(home, **env), timeout=120)
+    if real_process:
+        result = run_cli(*args, cwd=tmp_path, env=cli_env(home, **env), timeout=120)
+    else:
+        result = run_in_process(*args, cwd=tmp_path, env=cli_env(home, **env))
     line = one_error_line(result)
     assert result.returncode == code
     assert prefect_database_in(home) == []  # no Prefect server was started
@@ -26,9 +36,9 @@ def run_unconfigured(tmp_path: Path, *args: str, code: int = 1, **env: str) -> s
 
 
 def test_chain_without_a_key_says_what_to_set(tmp_path: Path) -> None:
-    line = run_unconfigured(tmp_path, "chain", "a tower")
+    line = run_unconfigured(tmp_path, "chain", "a tower", real_process=True)
     assert line.startswith("no Legnext credentials: set LEGNEXT_API_KEY")
-    line = run_unconfigured(tmp_path, "batch", "a fox", "a heron")
+    line = run_unconfigured(tmp_path, "batch", "a fox", "a heron", real_process=True)
     assert line.startswith("no Legnext credentials: set LEGNEXT_API_KEY")
 
 
@@ -83,7 +93,9 @@ def test_offline_parts_without_the_simulator_extra(
     tmp_path: Path, command: list[str], module: str, what: str
 ) -> None:
     """Installed without the ``simulator`` extra: one line naming it, nothing started."""
-    line = run_unconfigured(tmp_path, *command, PYTHONPATH=_without(tmp_path, module))
+    line = run_unconfigured(
+        tmp_path, *command, real_process=True, PYTHONPATH=_without(tmp_path, module)
+    )
     assert line.startswith(f"{what} needs the 'simulator' extra")
     assert line.endswith(INSTALL)
 

@@ -1,16 +1,22 @@
 """The user-facing commands as a user runs them: ``prefect-legnext demo``, ``chain`` and
 ``batch``, each a real process with Prefect's temporary server, the embedded simulator
-and a local S3 server, output to pipes (as in a log) at 80 columns."""
+and a local S3 server, output to pipes (as in a log) at 80 columns. Each real run costs
+a temporary Prefect server (~20-60 s here), so one run is checked several ways; a run
+refused by the flow runs the same main() in this process, on the session's server."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import threading
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from PIL import Image
 
-from cli_support import cli_env, cpu_burners, prefect_database_in, run_cli
+from cli_support import CLI, cli_env, cpu_burners, prefect_database_in, run_cli, run_in_process
+from prefect_legnext.simulator.s3 import LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY
 
 ACTIONS = ("diffusion", "enhance", "inpaint", "retexture")
 SHORT_ID = r"[0-9a-f]{8}"
@@ -22,6 +28,29 @@ pytestmark = pytest.mark.timeout(900)
 def assert_clean(output: str) -> None:
     assert "Traceback" not in output and "CancelledError" not in output, output
     assert "INFO" not in output and "ERROR" not in output, output  # no server or run noise
+
+
+class Lines:
+    """Reads a pipe to its end in a thread; `seen` is set at the first line that starts
+    with `until`, or at the end."""
+
+    def __init__(self, pipe: IO[str] | None, until: str | None = None) -> None:
+        assert pipe is not None
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(pipe, until), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe: IO[str], until: str | None) -> None:
+        for line in pipe:
+            self.lines.append(line)
+            if until is not None and line.startswith(until):
+                self.seen.set()
+        self.seen.set()
+
+    def text(self) -> str:
+        self.thread.join(timeout=60)
+        return "".join(self.lines)
 
 
 def test_demo_runs_offline_and_reads_well_in_80_columns(tmp_path: Path) -> None:
@@ -46,10 +75,15 @@ def test_demo_runs_offline_and_reads_well_in_80_columns(tmp_path: Path) -> None:
     assert prefect_database_in(home) == []  # the demo's Prefect lived in its own home
 
 
-def test_chain_offline_ignores_the_users_own_settings(tmp_path: Path) -> None:
+def test_chain_offline_ignores_the_users_own_settings_on_a_busy_machine(
+    tmp_path: Path,
+) -> None:
     """--offline runs on blocks it saves in a temporary Prefect home: the user's
     LEGNEXT_* and AWS_* variables (bogus here) are neither used nor shown, and their
-    own Prefect home is left alone."""
+    own Prefect home is left alone. Both cores are busy until the first step is
+    submitted (Prefect's temporary server has started by then): Prefect's 20 s default
+    start-up wait is not enough here, the command's is. The run goes on at the
+    machine's speed (busy to its end, it took twice as long)."""
     home = tmp_path / "user-home"
     bogus = {
         "LEGNEXT_API_KEY": "lgx-users-own-key-do-not-use-4242",
@@ -63,48 +97,66 @@ def test_chain_offline_ignores_the_users_own_settings(tmp_path: Path) -> None:
         "AWS_DEFAULT_REGION": "eu-west-3",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
-    result = run_cli(
-        "chain", "a glass tower", "--offline", "--steps", "diffusion,inpaint",
-        "--mask-rect", "0.1,0.2,0.3,0.4", cwd=tmp_path, env=cli_env(home, **bogus),
+    command = subprocess.Popen(
+        [CLI, "chain", "a glass tower", "--offline", "--steps", "diffusion,inpaint",
+         "--mask-rect", "0.1,0.2,0.3,0.4"],
+        cwd=tmp_path, env=cli_env(home, **bogus), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    out, err = Lines(command.stdout, until="step 1 "), Lines(command.stderr)
+    try:
+        with cpu_burners():
+            out.seen.wait(timeout=840)  # the first step's line, or the end of the output
+        command.wait(timeout=840)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(timeout=60)
+    result = subprocess.CompletedProcess(command.args, command.returncode, out.text(), err.text())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert_clean(output)
     for secret in ("lgx-users-own-key-do-not-use-4242", "users-own-secret", "users-own-token"):
         assert secret not in output
     assert re.search(rf"^step 1 diffusion submitted {SHORT_ID}  \d+ points$", result.stdout, re.M)
+    assert re.search(rf"^step 1 diffusion persisted {SHORT_ID}", result.stdout, re.M)
     assert re.search(rf"^step 2 inpaint   waiting   {SHORT_ID}  \w+", result.stdout, re.M)
     assert re.search(rf"^step 2 inpaint   persisted {SHORT_ID}", result.stdout, re.M)
+    assert re.search(r"^total points: \d+$", result.stdout, re.M)
     assert result.stdout.count("/job.json") == 2
     assert "users-own-bucket" not in output
     assert prefect_database_in(home) == []
     assert sorted(p.name for p in home.iterdir()) == []
 
 
-def test_chain_offline_on_a_busy_machine(tmp_path: Path) -> None:
-    """Both cores busy: Prefect's 20 s default start-up wait is not enough here, the
-    command's is."""
-    with cpu_burners():
-        result = run_cli(
-            "chain", "a heron", "--offline", "--steps", "diffusion",
-            cwd=tmp_path, env=cli_env(tmp_path / "home"), timeout=840,
-        )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert_clean(result.stdout + result.stderr)
-    assert re.search(r"^step 1 diffusion persisted", result.stdout, re.M)
-    assert re.search(r"^total points: \d+$", result.stdout, re.M)
+@pytest.mark.usefixtures("prefect_server")
+def test_chain_command_refuses_bad_input_in_one_line(
+    tmp_path: Path, legnext_simulator: Any, legnext_s3_bucket: Any
+) -> None:
+    """A run above --max-points, refused by the flow before any paid call: one line,
+    nothing on stdout, no job. In this process, on the session's Prefect server (with
+    --offline a real process would start one more temporary server for these words)."""
+    from prefect.settings import PREFECT_API_URL
 
-
-def test_chain_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
-    result = run_cli(
-        "chain", "a tower", "--offline", "--max-points", "100",
-        cwd=tmp_path, env=cli_env(tmp_path / "home"),
-    )  # fmt: skip
+    endpoint = legnext_s3_bucket.credentials.aws_client_parameters.endpoint_url
+    env = cli_env(
+        tmp_path / "home",
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        LEGNEXT_API_KEY=legnext_simulator.api_key,
+        LEGNEXT_BASE_URL=legnext_simulator.base_url,
+        LEGNEXT_S3_BUCKET=legnext_s3_bucket.bucket_name,
+        LEGNEXT_S3_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID=LOCAL_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=LOCAL_SECRET_KEY,
+        AWS_DEFAULT_REGION=LOCAL_REGION,
+    )
+    result = run_in_process("chain", "a tower", "--max-points", "100", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "error: the run costs 360 points, above max_points=100; nothing was submitted"
     )
     assert result.stdout == ""
+    assert legnext_simulator.stats()["jobs_total"] == 0
 
 
 def test_batch_command(tmp_path: Path) -> None:

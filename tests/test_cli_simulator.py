@@ -1,4 +1,6 @@
-"""``prefect-legnext simulator`` as a user runs it: a real process on a free port."""
+"""``prefect-legnext simulator`` as a user runs it: a real process on a free port. The
+refusals of bad settings, which end before the server starts, run the command's
+``main()`` in this process (`run_in_process`), all but the first."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli_support import run_in_process
 from prefect_legnext.cli import parse_faults
 from prefect_legnext.simulator.config import Faults
 
@@ -49,7 +52,7 @@ def test_simulator_command_serves_and_stops_cleanly() -> None:
     assert "cli-secret-key" not in line + stdout + stderr
 
 
-def test_simulator_command_rejects_bad_options() -> None:
+def test_simulator_command_rejects_bad_options(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "simulator", "--port", "0", "--fault", "nonsense=1"],
         capture_output=True,
@@ -59,11 +62,9 @@ def test_simulator_command_rejects_bad_options() -> None:
     assert result.returncode == 1
     assert "bad --fault 'nonsense=1'" in result.stderr
     assert "Traceback" not in result.stderr
-    result = subprocess.run(
-        [*CLI, "simulator", "--port", "0", "--time-scale", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=120,  # refused before the server starts; the bound only stops a hang
+
+    result = run_in_process(
+        "simulator", "--port", "0", "--time-scale", "-1", cwd=tmp_path, env=dict(os.environ)
     )
     assert result.returncode == 1
     assert "time_scale: Input should be greater than 0" in result.stderr
@@ -79,7 +80,6 @@ def test_parse_faults() -> None:
         parse_faults(["latency=fast"])
 
 
-@pytest.mark.timeout(240)
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
@@ -105,12 +105,11 @@ def test_parse_faults() -> None:
         (["--host", "no-such-host.invalid"], "error: cannot listen on no-such-host.invalid:0"),
     ],
 )
-def test_simulator_command_refuses_unbounded_settings(options: list[str], expected: str) -> None:
-    result = subprocess.run(
-        [*CLI, "simulator", "--port", "0", *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_simulator_command_refuses_unbounded_settings(
+    tmp_path: Path, options: list[str], expected: str
+) -> None:
+    result = run_in_process(
+        "simulator", "--port", "0", *options, cwd=tmp_path, env=dict(os.environ)
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -119,13 +118,13 @@ def test_simulator_command_refuses_unbounded_settings(options: list[str], expect
     assert "sim key" not in result.stderr  # a refused key is never echoed
 
 
-def test_simulator_command_refuses_a_taken_port_in_one_line() -> None:
+def test_simulator_command_refuses_a_taken_port_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [*CLI, "simulator", "--port", str(port)], capture_output=True, text=True, timeout=120
+        result = run_in_process(
+            "simulator", "--port", str(port), cwd=tmp_path, env=dict(os.environ)
         )
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), result.stderr

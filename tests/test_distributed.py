@@ -3,7 +3,11 @@ deployments of ``deployments/prefect.yaml`` on a process work pool, two
 ``prefect worker start`` processes, the simulator (cap 6) and moto's S3 server; and
 the batch flow on a local Dask cluster. The ``legnext-account`` limit must keep every
 run on every worker inside the account's cap. Every process is stopped at the end,
-also on failure."""
+also on failure.
+
+``make test`` runs 4 chains on 2 slots (more chains at once than slots: the limit is
+what bounds Legnext's load); the 12-chain run on 6 slots behind docs/scaling.md's
+figures is marked ``fleet`` and runs with ``make test-full``."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +35,6 @@ pytestmark = pytest.mark.distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CHAIN_RUNS = 12
 TIME_SCALE = 0.02
 
 
@@ -152,7 +156,7 @@ def _stored_outputs(bucket: S3Bucket, prefix: str, job_ids: set[str]) -> int:
 
 
 def _record_figures(
-    stats: dict[str, Any], elapsed: float, task_runs: int, bucket: S3Bucket
+    stats: dict[str, Any], chains: int, elapsed: float, task_runs: int, bucket: S3Bucket
 ) -> None:
     """With LEGNEXT_FIGURES=path, write what this run measured (docs/scaling.md)."""
     target = os.environ.get("LEGNEXT_FIGURES")
@@ -162,7 +166,7 @@ def _record_figures(
     objects = s3.list_objects_v2(Bucket=bucket.bucket_name).get("Contents", [])
     jobs = stats["jobs_total"]
     figures = {
-        "chain_runs": CHAIN_RUNS,
+        "chain_runs": chains,
         "time_scale": TIME_SCALE,
         "wall_seconds": round(elapsed, 1),
         "jobs": jobs,
@@ -172,17 +176,28 @@ def _record_figures(
         "output_downloads_per_job": round(stats["requests"]["GET file"] / jobs, 2),
         "account_reads": stats["requests"].get("GET active_tasks", 0)
         + stats["requests"].get("GET balance", 0),
-        "task_runs_per_chain": round(task_runs / CHAIN_RUNS, 1),
+        "task_runs_per_chain": round(task_runs / chains, 1),
         "s3_objects_per_job": round(len(objects) / jobs, 2),
         "s3_bytes_per_job": sum(o["Size"] for o in objects) // jobs,
     }
     Path(target).write_text(json.dumps(figures, indent=2) + "\n")
 
 
-def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
+@pytest.mark.usefixtures("killed_holder")  # its lease runs out while the chains run
+@pytest.mark.parametrize(
+    ("chains", "slots", "runs_per_worker"),
+    [
+        pytest.param(4, 2, 2, marks=pytest.mark.timeout(600), id="4-chains"),
+        pytest.param(12, 6, 4, marks=[pytest.mark.fleet, pytest.mark.timeout(900)], id="12-chains"),
+    ],
+)
+def test_chain_runs_on_two_workers_share_the_account_limit(
     prefect_cluster: Processes,
     legnext_simulator_factory: Any,
     local_s3_server: LocalS3Server,
+    chains: int,
+    slots: int,
+    runs_per_worker: int,
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -194,20 +209,21 @@ def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
     cluster = prefect_cluster
     prefect_cli = str(BIN / "prefect")
     try:
-        out = cluster.run(str(BIN / "prefect-legnext"), "setup", "--concurrent-jobs", "6")
-        assert "legnext-account: 6 slots" in out and "work pool legnext-process" in out
+        out = cluster.run(str(BIN / "prefect-legnext"), "setup", "--concurrent-jobs", str(slots))
+        assert f"legnext-account: {slots} slots" in out and "work pool legnext-process" in out
         with _api_settings(cluster):
             LegnextCredentials(
                 api_key=sim.api_key, base_url=sim.base_url, poll_scale=TIME_SCALE
             ).save("legnext", overwrite=True)
             bucket.save("legnext-outputs", overwrite=True)
         cluster.run(prefect_cli, "--no-prompt", "deploy", "--all", cwd=ROOT / "deployments")
-        # 2 x 4 flow runs at once: more chains than the account's 6 slots, so the
-        # legnext-account limit, not the number of runs, is what bounds Legnext's load.
+        # 2 x runs_per_worker flow runs at once: more chains than the slots (the
+        # simulator's cap stays 6), so the legnext-account limit, not the number of runs
+        # or Legnext, is what bounds Legnext's load.
         for number in (1, 2):
             cluster.start(
                 f"worker-{number}", prefect_cli, "worker", "start", "--pool", "legnext-process",
-                "--name", f"worker-{number}", "--limit", "4",
+                "--name", f"worker-{number}", "--limit", str(runs_per_worker),
             )  # fmt: skip
 
         with _api_settings(cluster), get_client(sync_client=True) as client:
@@ -228,7 +244,7 @@ def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
                 client.create_flow_run_from_deployment(
                     chain.id, parameters={"prompt": f"a lighthouse, variant {i}"}
                 )
-                for i in range(CHAIN_RUNS)
+                for i in range(chains)
             ]
             deadline = time.monotonic() + 420
             while True:
@@ -239,7 +255,7 @@ def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
                 time.sleep(2)
             elapsed = time.monotonic() - started
             names = [state.name if state else None for state in states]
-            assert names == ["Completed"] * CHAIN_RUNS, cluster.logs()
+            assert names == ["Completed"] * chains, cluster.logs()
             workers = {client.read_flow_run(run.id).work_pool_name for run in runs}
             assert workers == {"legnext-process"}
             task_runs = client.read_task_runs(
@@ -247,14 +263,14 @@ def test_twelve_chain_runs_on_two_workers_share_the_account_limit(
             )
 
         stats = sim.stats()
-        assert stats["jobs_total"] == CHAIN_RUNS * 4
-        assert stats["jobs_by_status"] == {"completed": CHAIN_RUNS * 4}
+        assert stats["jobs_total"] == chains * 4
+        assert stats["jobs_by_status"] == {"completed": chains * 4}
         assert stats["duplicate_creates"] == 0
-        assert stats["peak_in_flight"] <= 6, stats["peak_in_flight"]
-        assert stats["points"]["charged"] == CHAIN_RUNS * (40 + 80 + 120 + 120)
+        assert stats["peak_in_flight"] <= slots, stats["peak_in_flight"]
+        assert stats["points"]["charged"] == chains * (40 + 80 + 120 + 120)
         job_ids = {job["job_id"] for job in sim.jobs()}
-        assert _stored_outputs(bucket, "legnext/daily", job_ids) == CHAIN_RUNS * 4 * 4
-        _record_figures(stats, elapsed, len(task_runs), bucket)
+        assert _stored_outputs(bucket, "legnext/daily", job_ids) == chains * 4 * 4
+        _record_figures(stats, chains, elapsed, len(task_runs), bucket)
     finally:
         # Workers go before the server; the fixture stops the server after the module.
         for name, process in cluster.running:
@@ -278,7 +294,9 @@ def test_batch_on_a_dask_cluster_under_the_account_limit(
     bucket.save("outputs-dask", overwrite=True)
     upsert_account_limit(2)  # tighter than the account: the limit, not Legnext, must bound it
     try:
-        cluster = {"n_workers": 2, "threads_per_worker": 2, "dashboard_address": None}
+        # One worker process (each costs ~10 s of CPU to start and import here): the
+        # slots are taken in the flow's chain threads, the tasks run in that process.
+        cluster = {"n_workers": 1, "threads_per_worker": 4, "dashboard_address": None}
         runner = DaskTaskRunner(cluster_kwargs=cluster)
         result = legnext_batch.with_options(task_runner=runner)(
             prompts=[f"a dask heron {i}" for i in range(4)],
@@ -314,53 +332,103 @@ def _active_slots(name: str) -> int:
         return client.read_global_concurrency_limit_by_name(name).active_slots
 
 
-def _wait_for_slots(name: str, wanted: int, within: float, cluster: Processes) -> float:
-    """Seconds until `name` has `wanted` active slots; fails after `within` seconds."""
+def _wait_for_slots(name: str, wanted: int, within: float, cluster: Processes) -> None:
+    """Until `name` has `wanted` active slots; fails after `within` seconds."""
     started = time.monotonic()
     while _active_slots(name) != wanted:
         assert time.monotonic() - started < within, cluster.logs()
         time.sleep(1)
-    return time.monotonic() - started
+
+
+class KilledHolder:
+    """Two processes held slots of `name` (limit 2); `doomed` was SIGKILLed at
+    `killed_at`. A thread reads the limit every second from then on and notes when
+    its active slots first fell to 1 (`freed_at`), so that a test that starts later
+    still knows when the slot was freed."""
+
+    def __init__(self, name: str, api_url: str, live: subprocess.Popen[bytes]) -> None:
+        self.name, self.api_url, self.live = name, api_url, live
+        self.killed_at = time.monotonic()
+        self.freed_at: float | None = None
+        self.freed = threading.Event()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        url = f"{self.api_url}/v2/concurrency_limits/{self.name}"
+        with httpx.Client(timeout=10) as http:
+            while not self.stopped.wait(1.0):
+                try:
+                    active = http.get(url).json()["active_slots"]
+                except (httpx.HTTPError, ValueError, KeyError):
+                    continue  # a busy server: read again
+                if active == 1:
+                    self.freed_at = time.monotonic()
+                    self.freed.set()
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+LEASE_LIMIT = "lease-test"
+REPOSSESSOR_SECONDS = 15.0  # the server's default loop (not changed by the fixture)
+
+
+@pytest.fixture(scope="module")
+def killed_holder(prefect_cluster: Processes) -> Iterator[KilledHolder]:
+    """Two holders of a `LEASE_LIMIT` slot, one SIGKILLed once both hold theirs.
+    Module-scoped and requested by the chain test too, so that the lease (60 s, the
+    shortest Prefect's server accepts) runs out while the chains run instead of in a
+    wait of its own."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    cluster = prefect_cluster
+    python = str(BIN / "python")
+    with _api_settings(cluster), get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=LEASE_LIMIT, limit=2)
+        )
+    doomed = cluster.start("holder-killed", python, "-c", HOLD_SLOT, LEASE_LIMIT)
+    live = cluster.start("holder-live", python, "-c", HOLD_SLOT, LEASE_LIMIT)
+    holder = None
+    try:
+        with _api_settings(cluster):
+            _wait_for_slots(LEASE_LIMIT, 2, 180, cluster)
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=30)
+        holder = KilledHolder(LEASE_LIMIT, cluster.env["PREFECT_API_URL"], live)
+        yield holder
+    finally:
+        if holder is not None:
+            holder.stop()
+        for process in (doomed, live):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_a_killed_holders_slot_frees_after_the_lease_and_a_live_one_keeps_it(
-    prefect_cluster: Processes,
+    prefect_cluster: Processes, killed_holder: KilledHolder
 ) -> None:
     """Issue 11, defect 7: a step's slot is leased for ACCOUNT_LEASE_SECONDS and renewed
     while held. A SIGKILLed holder (no release) frees its slot once the lease runs out and
     the server's repossessor has run; a live holder keeps its slot past the lease."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
     from prefect_legnext.orchestration.provisioning import ACCOUNT_LEASE_SECONDS
 
-    cluster = prefect_cluster
-    name = "lease-test"
-    repossessor_seconds = 15.0  # the server's default loop (not changed by the fixture)
+    cluster, holder = prefect_cluster, killed_holder
     # A generous bound for a busy machine, still far below the old 300 s lease.
-    frees_within = ACCOUNT_LEASE_SECONDS + repossessor_seconds + 90
+    frees_within = ACCOUNT_LEASE_SECONDS + REPOSSESSOR_SECONDS + 90
+    holder.freed.wait(max(0.0, holder.killed_at + frees_within - time.monotonic()))
+    assert holder.freed_at is not None, cluster.logs()
+    assert holder.freed_at - holder.killed_at < frees_within
+    # Past the live holder's first lease and a repossessor pass: renewed, kept.
+    time.sleep(
+        max(0.0, holder.killed_at + ACCOUNT_LEASE_SECONDS + 2 * REPOSSESSOR_SECONDS
+            - time.monotonic())
+    )  # fmt: skip
+    assert holder.live.poll() is None
     with _api_settings(cluster):
-        with get_client(sync_client=True) as client:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=2))
-        python = str(BIN / "python")
-        doomed = cluster.start("holder-killed", python, "-c", HOLD_SLOT, name)
-        live = cluster.start("holder-live", python, "-c", HOLD_SLOT, name)
-        try:
-            _wait_for_slots(name, 2, 180, cluster)
-            held_since = time.monotonic()
-            os.killpg(doomed.pid, signal.SIGKILL)
-            doomed.wait(timeout=30)
-
-            freed_after = _wait_for_slots(name, 1, frees_within, cluster)
-            assert freed_after < frees_within
-            # Past the live holder's first lease and a repossessor pass: renewed, kept.
-            time.sleep(
-                max(0.0, held_since + ACCOUNT_LEASE_SECONDS + 2 * repossessor_seconds
-                    - time.monotonic())
-            )  # fmt: skip
-            assert live.poll() is None
-            assert _active_slots(name) == 1
-        finally:
-            for process in (doomed, live):
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)
+        assert _active_slots(holder.name) == 1
