@@ -39,7 +39,7 @@ pytest: setup
 test: lint typecheck pytest
 
 # make test plus the large variants of its cases (pytest marker `fleet`: the 12-chain
-# distributed run behind docs/scaling.md's figures) and the chaos short run.
+# distributed run behind docs/scaling.md's figures).
 test-full: lint typecheck
 	$(VENV)/bin/pytest -m 'fleet or not fleet'
 
