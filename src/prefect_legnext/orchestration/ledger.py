@@ -557,11 +557,7 @@ def _settle(
     if evidence is not None:
         _abandon(ledger, record, evidence)
     elif on_unknown == "raise":
-        expires = (
-            record.answered_at + ANSWERED_5XX_SETTLE * window_scale
-            if record.answered_at is not None
-            else _expires_at(record, window_scale)
-        )
+        expires = _settled_at(record, window_scale) or _expires_at(record, window_scale)
         reason = (
             f"an earlier attempt's outcome could not be reconciled; jobs that may be its: "
             f"{', '.join(seen.ids)} (none adopted: they cannot be told apart from another "
@@ -649,7 +645,9 @@ def _post(
         if not answered or seen.candidates != 0 or rounds >= ANSWERED_5XX_ROUNDS:
             raise
         # A 5xx: look again once a job it made would show, then decide (our decision).
-        time.sleep(ANSWERED_5XX_SETTLE.total_seconds() * window_scale)
+        settled = _settled_at(record, window_scale)
+        if settled is not None:
+            time.sleep(max(0.0, (settled - _now()).total_seconds()))
         seen = _reconcile(client, ledger, record, window_scale)
         if seen.job is not None:
             return seen.job, True
@@ -878,6 +876,14 @@ def _lookback(record: LedgerRecord) -> datetime:
     return _interval(record)[0] - SEND_WINDOW - CLOCK_SKEW
 
 
+def _settled_at(record: LedgerRecord, window_scale: float) -> datetime | None:
+    """When a job made by a create answered with a 5xx would show among the active
+    tasks (ANSWERED_5XX_SETTLE after that answer); None when no 5xx answered it."""
+    if record.answered_at is None:
+        return None
+    return record.answered_at + ANSWERED_5XX_SETTLE * window_scale
+
+
 def _expires_at(record: LedgerRecord, window_scale: float = 1.0) -> datetime:
     """The end of the record's window: its interval, then the longest typical duration of
     its job type (API.md), by which a job it made has left the active tasks. Our
@@ -921,11 +927,16 @@ def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> s
         f"{end:%H:%M:%S} UTC among the account's active tasks"
     )
     at = f"{seen.looked_at:%Y-%m-%d %H:%M:%S} UTC"
-    if record.answered_at is not None and seen.candidates == 0:
-        settled = record.answered_at + ANSWERED_5XX_SETTLE * window_scale
-        if seen.looked_at >= settled:
-            after = (seen.looked_at - record.answered_at).total_seconds()
-            return f"{_answer(record)}; {looked} at {at}, {after:.0f} s after that answer"
+    settled = _settled_at(record, window_scale)
+    answered = record.answered_at
+    if (
+        settled is not None
+        and answered is not None
+        and seen.candidates == 0
+        and seen.looked_at >= settled
+    ):
+        after = (seen.looked_at - answered).total_seconds()
+        return f"{_answer(record)}; {looked} at {at}, {after:.0f} s after that answer"
     expires = _expires_at(record, window_scale)
     if seen.looked_at < expires:
         return None  # its job may still turn up
