@@ -53,6 +53,9 @@ class Report:
     faults: int = 0
     workers_killed: int = 0
     retried_runs: int = 0
+    # Flow runs a worker kill took down, by what they were doing (submitting, waiting...).
+    killed_runs: dict[str, int] = field(default_factory=dict)
+    rerun_chains: int = 0
     rerun_new_jobs: int = 0
     rerun_changed_objects: int = 0
     server: str = "ephemeral"
@@ -69,11 +72,13 @@ class Report:
 
     def holds(self) -> bool:
         """Whether the run kept every promise: nothing paid twice, lost or leaked, only
-        the outcomes each scenario allows, and at most 2% of chains left unknown."""
+        the outcomes each scenario allows, at most 2% of chains left unknown, and re-runs
+        of completed chains that create no job and change no object."""
         a = self.audit
         unknown_ok = self.outcomes["outcome_unknown"] <= MAX_UNKNOWN_SHARE * self.chains
         clean = a.duplicates == a.lost == a.leaked == 0
-        return clean and unknown_ok and not self.unexpected
+        rerun_clean = self.rerun_new_jobs == self.rerun_changed_objects == 0
+        return clean and rerun_clean and unknown_ok and not self.unexpected
 
     def details(self) -> str:
         a = self.audit
@@ -81,7 +86,8 @@ class Report:
             f"jobs={a.jobs} charged_points={a.charged_points} kept_points={a.kept_points} "
             f"expired_on_purpose={a.expired} files_checked={a.files_checked} "
             f"peak_in_flight={a.peak_in_flight} retried_runs={self.retried_runs} "
-            f"rerun_new_jobs={self.rerun_new_jobs} "
+            f"killed_runs={dict(sorted(self.killed_runs.items()))} "
+            f"rerun_chains={self.rerun_chains} rerun_new_jobs={self.rerun_new_jobs} "
             f"rerun_changed_objects={self.rerun_changed_objects}",
             *(f"unexpected: {u}" for u in self.unexpected[:30]),
             *(f"lost: {j}" for j in a.lost_jobs[:30]),

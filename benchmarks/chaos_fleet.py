@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -29,6 +30,7 @@ from benchmarks.fleet import (
     ROOT,
     Processes,
     alive,
+    descendants,
     fleet_env,
     free_port,
     start_server,
@@ -39,8 +41,22 @@ from benchmarks.postgres import postgres_server
 POOL = "legnext-process"
 WORKER_LIMIT = 4
 ACCOUNT_SLOTS = 6
-RUN_DEADLINE = 900.0  # seconds for one scenario's runs, kills and retries included
+RUN_DEADLINE = 1080.0  # seconds for the whole first pass, kills and retries included
 ORPHAN_GRACE = 20.0
+FIRST_KILL, KILL_EVERY = 30.0, 45.0  # seconds into the run
+AIM_SECONDS = 20.0  # how long a kill waits for a flow run in the phase it aims at
+S3_OUTAGE_AFTER = 40.0
+RERUN_SAMPLE = 2  # completed chains per scenario re-run, besides every retried one
+Phase = str  # "submitting", "waiting", "persisting" or "other": what a killed run did
+
+
+def _phase(task_run_name: str) -> Phase:
+    """A chain step's task runs are named '<n> <action>: submit|wait <job>|persist <job>'."""
+    for word, phase in ((": submit", "submitting"), (": wait", "waiting"),
+                        (": persist", "persisting")):  # fmt: skip
+        if word in task_run_name:
+            return phase
+    return "other"
 
 
 class Fleet:
@@ -50,15 +66,58 @@ class Fleet:
         self.workers = {name: start_worker(processes, name, POOL, WORKER_LIMIT)
                         for name in self.names}  # fmt: skip
         self.killed = 0
+        self.killed_runs: Counter[Phase] = Counter()  # flow runs killed, by what they did
         self._rng = random.Random(seed)
 
-    def kill_one(self) -> None:
-        """SIGKILL one worker (and its flow-run processes), restart it a moment later."""
-        name = self._rng.choice(self.names)
+    def kill_aiming(self, client: Any, runs: list[UUID], aim: Phase) -> None:
+        """SIGKILL the worker (with its flow-run processes) whose flow run is `aim`ing
+        (e.g. inside a submit) when one is seen within AIM_SECONDS, else a random one;
+        count what every killed flow run was doing; restart the worker a moment later."""
+        deadline = time.monotonic() + AIM_SECONDS
+        while True:
+            doing = self._doing(client, runs)
+            target = next((w for w, phases in doing.items() if aim in phases), None)
+            if target is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        name = target or self._rng.choice(self.names)
+        self.killed_runs.update(doing.get(name, []))
         self.processes.kill(self.workers[name])
         self.killed += 1
         time.sleep(3)
         self.workers[name] = start_worker(self.processes, name, POOL, WORKER_LIMIT)
+
+    def _doing(self, client: Any, runs: list[UUID]) -> dict[str, list[Phase]]:
+        """Per worker, the phase of each of its flow runs that has a task running."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            TaskRunFilter,
+            TaskRunFilterState,
+            TaskRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        running = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
+            task_run_filter=TaskRunFilter(
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+        )
+        phase_of_run = {t.flow_run_id: _phase(t.name) for t in running}
+        if not phase_of_run:
+            return {}
+        flows = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(phase_of_run)))
+        )
+        children = {name: set(descendants(w.pid)) for name, w in self.workers.items()}
+        doing: dict[str, list[Phase]] = {}
+        for flow_run in flows:
+            pid = (flow_run.infrastructure_pid or "").rsplit(":", 1)[-1]
+            for name, pids in children.items():
+                if pid.isdigit() and int(pid) in pids:
+                    doing.setdefault(name, []).append(phase_of_run[flow_run.id])
+        return doing
 
 
 def _client() -> Any:
@@ -67,28 +126,43 @@ def _client() -> Any:
     return get_client(sync_client=True)
 
 
+def _interleaved(chains_by_scenario: dict[str, list[Chain]]) -> list[Chain]:
+    """Every scenario's chains taken in turn, so that each scenario is in flight all
+    through the run (the workers take runs in creation order)."""
+    queues = [list(chains) for chains in chains_by_scenario.values()]
+    out: list[Chain] = []
+    while any(queues):
+        out.extend(q.pop(0) for q in queues if q)
+    return out
+
+
 def _drive(fleet: Fleet, report: Report, chains: list[Chain], deployment_id: UUID,
-           kills: int) -> list[str]:  # fmt: skip
-    """Start one flow run per chain, kill workers `kills` times while they run,
-    reschedule runs orphaned by a kill, and return each chain's error text."""
+           kills: int, retried: set[str] | None = None) -> list[str]:  # fmt: skip
+    """Start one flow run per chain, kill workers `kills` times while they run (aiming
+    in turn at a submit and at a wait), reschedule runs orphaned by a kill (their
+    chains' names go into `retried`), and return each chain's error text."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.states import Scheduled
 
     with _client() as client:
         runs = [
             client.create_flow_run_from_deployment(
-                deployment_id, parameters=c.parameters(f"chaos-{c.scenario.name}", "chaos-outputs")
+                deployment_id,
+                parameters=c.parameters(f"chaos-{c.scenario.name}",
+                                        f"chaos-outputs-{c.scenario.name}"),
             ).id
             for c in chains
-        ]
+        ]  # fmt: skip
+        chain_of = dict(zip(runs, chains, strict=True))
         started = time.monotonic()
-        kill_at = sorted(started + 15 + 25 * i for i in range(kills))
+        kill_at = [started + FIRST_KILL + KILL_EVERY * i for i in range(kills)]
+        aims = ["submitting", "waiting"]
         orphaned: dict[UUID, float] = {}
         while True:
             now = time.monotonic()
             if kill_at and now >= kill_at[0]:
                 kill_at.pop(0)
-                fleet.kill_one()
+                fleet.kill_aiming(client, runs, aims[fleet.killed % len(aims)])
             flows = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs))
             )
@@ -110,6 +184,8 @@ def _drive(fleet: Fleet, report: Report, chains: list[Chain], deployment_id: UUI
                 if now - since > ORPHAN_GRACE:
                     client.set_flow_run_state(flow_run.id, Scheduled(), force=True)
                     report.retried_runs += 1
+                    if retried is not None:
+                        retried.add(chain_of[flow_run.id].name)
                     orphaned.pop(flow_run.id)
             if now - started > RUN_DEADLINE:
                 break
@@ -127,13 +203,16 @@ def _drive(fleet: Fleet, report: Report, chains: list[Chain], deployment_id: UUI
 
 def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
               log_dir: Path | None) -> Report:  # fmt: skip
+    """Every scenario at once, each on its own simulator (a process) and its own S3
+    fault proxy in front of one moto server and one bucket."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from prefect_legnext.orchestration.blocks import LegnextCredentials
     from prefect_legnext.simulator.s3 import LocalS3Server
 
     report = Report(server=server)
-    logs = log_dir or Path(tempfile.mkdtemp(prefix="legnext-chaos-"))
+    # Absolute: flow-run processes start in a directory of their own.
+    logs = (log_dir or Path(tempfile.mkdtemp(prefix="legnext-chaos-"))).resolve()
     logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(postgres_server()) if server == "postgresql" else None
@@ -144,12 +223,10 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
         start_server(processes)
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}))
         s3 = stack.enter_context(LocalS3Server())
-        proxy = stack.enter_context(S3ChaosProxy(s3.endpoint_url, seed))
         from benchmarks.chaos_local import _bucket_via, s3_client
 
         bucket_name = f"chaos-{seed}-{secrets.token_hex(4)}"
         s3.create_bucket(bucket_name)
-        _bucket_via(proxy, bucket_name).save("chaos-outputs", overwrite=True)
 
         def start(scenario: Scenario) -> SimRecord:
             key = f"sk-chaos-{secrets.token_hex(16)}"
@@ -173,6 +250,14 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
             return SimRecord(scenario.name, base, key, expiring=scenario.output_ttl < 1)
 
         sims = Simulators(start)
+        chains_by_scenario = plan(total, seed)
+        proxies: dict[str, S3ChaosProxy] = {}
+        for name, chains in chains_by_scenario.items():
+            sims.for_scenario(chains[0].scenario)
+            proxy = stack.enter_context(S3ChaosProxy(s3.endpoint_url, seed))
+            apply_s3(proxy, chains[0].scenario)
+            _bucket_via(proxy, bucket_name).save(f"chaos-outputs-{name}", overwrite=True)
+            proxies[name] = proxy
         processes.run(
             str(BIN / "prefect-legnext"), "setup", "--concurrent-jobs", str(ACCOUNT_SLOTS)
         )
@@ -182,32 +267,29 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
         fleet = Fleet(processes, workers, seed)
         with _client() as client:
             deployment = client.read_deployment_by_name("legnext-chain/legnext-chain").id
-        chains_by_scenario = plan(total, seed)
-        per_scenario = max(1, kills // len(chains_by_scenario))
-        spare = kills - per_scenario * len(chains_by_scenario)
-        for name, chains in chains_by_scenario.items():
-            scenario = chains[0].scenario
-            sims.for_scenario(scenario)
-            apply_s3(proxy, scenario)
-            outage = None
-            if scenario.s3_outage_seconds:
-                outage = threading.Thread(
-                    target=s3_outage, args=(proxy, 20.0, scenario.s3_outage_seconds)
-                )
-                outage.start()
-            n_kills = per_scenario + (spare if name == "drop" else 0)
-            t0 = time.monotonic()
-            record(report, chains, _drive(fleet, report, chains, deployment, n_kills))
-            print(f"scenario {name}: {len(chains)} chains in {time.monotonic() - t0:.0f}s",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            if outage is not None:
-                outage.join()
-        _rerun(
-            fleet, report, chains_by_scenario, sims, proxy, deployment, s3_client(s3), bucket_name
-        )
+        outages = [
+            threading.Thread(target=s3_outage, args=(proxies[n], S3_OUTAGE_AFTER,
+                                                     c[0].scenario.s3_outage_seconds))
+            for n, c in chains_by_scenario.items() if c[0].scenario.s3_outage_seconds
+        ]  # fmt: skip
+        for outage in outages:
+            outage.start()
+        everything = _interleaved(chains_by_scenario)
+        retried: set[str] = set()
+        t0 = time.monotonic()
+        messages = _drive(fleet, report, everything, deployment, kills, retried)
+        record(report, everything, messages)
+        print(f"first pass: {len(everything)} chains in {time.monotonic() - t0:.0f}s",
+              file=sys.stderr, flush=True)  # fmt: skip
+        for outage in outages:
+            outage.join()
+        completed = {c.name for c, m in zip(everything, messages, strict=True) if not m}
+        _rerun(fleet, report, chains_by_scenario, completed, retried, sims, proxies, deployment,
+               S3View(s3_client(s3), bucket_name))  # fmt: skip
         report.workers_killed = fleet.killed
+        report.killed_runs = dict(fleet.killed_runs)
         view = S3View(s3_client(s3), bucket_name)
-        done = finish(report, sims, view, [logs], [proxy])
+        done = finish(report, sims, view, [logs], list(proxies.values()))
         if done.audit.peak_in_flight > ACCOUNT_SLOTS:
             done.unexpected.append(
                 f"{done.audit.peak_in_flight} jobs in flight at once at a simulator, above "
@@ -217,24 +299,43 @@ def run_fleet(seed: int, total: int, workers: int, kills: int, server: str,
 
 
 def _rerun(fleet: Fleet, report: Report, chains_by_scenario: dict[str, list[Chain]],
-           sims: Simulators, proxy: S3ChaosProxy, deployment: UUID, s3: Any,
-           bucket: str) -> None:  # fmt: skip
-    """Every chain again, faults off, same idempotency scope: completed chains must
-    create no job and change no stored object."""
+           completed: set[str], retried: set[str], sims: Simulators,
+           proxies: dict[str, S3ChaosProxy], deployment: UUID, view: S3View) -> None:  # fmt: skip
+    """Chains again, faults off, same idempotency scope. First the completed ones that a
+    kill interrupted and a sample of the others: together they must create no job and
+    change no stored object. Then every chain that did not complete: it gets its
+    chance to find the job it paid for (a paid job left behind counts as lost)."""
     from benchmarks.chaos_local import _etags
 
-    proxy.error_rate = proxy.ledger_lose_rate = 0.0
-    before = _etags(S3View(s3, bucket))
-    for chains in chains_by_scenario.values():
-        sim = sims.records[chains[0].scenario.name]
+    for proxy in proxies.values():
+        proxy.error_rate = proxy.ledger_lose_rate = 0.0
+    for sim in sims.records.values():
         httpx.put(f"{sim.base_url}/_sim/faults", json={}, timeout=60).raise_for_status()
-        jobs_before = len(httpx.get(f"{sim.base_url}/_sim/jobs", timeout=60).json())
-        messages = _drive(fleet, Report(), chains, deployment, 0)
-        jobs_after = len(httpx.get(f"{sim.base_url}/_sim/jobs", timeout=60).json())
-        if all(not m for m in messages) and chains[0].scenario.name != "failing":
-            report.rerun_new_jobs += jobs_after - jobs_before
-    after = _etags(S3View(s3, bucket))
+
+    def jobs() -> int:
+        return sum(len(httpx.get(f"{s.base_url}/_sim/jobs", timeout=60).json())
+                   for s in sims.records.values())  # fmt: skip
+
+    done_before = [
+        c for chains in chains_by_scenario.values()
+        for i, c in enumerate(c for c in chains if c.name in completed)
+        if i < RERUN_SAMPLE or c.name in retried
+    ]  # fmt: skip
+    before, jobs_before = _etags(view), jobs()
+    messages = _drive(fleet, Report(), done_before, deployment, 0)
+    report.rerun_new_jobs = jobs() - jobs_before
+    report.rerun_chains = len(done_before)
+    report.unexpected.extend(
+        f"{c.name}: completed, then its re-run failed: {m[:300]}"
+        for c, m in zip(done_before, messages, strict=True) if m
+    )  # fmt: skip
+    after = _etags(S3View(view.s3, view.bucket))
     report.rerun_changed_objects = sum(1 for k, tag in before.items() if after.get(k) != tag)
+    unfinished = [c for chains in chains_by_scenario.values() for c in chains
+                  if c.name not in completed]  # fmt: skip
+    if unfinished:
+        _drive(fleet, Report(), unfinished, deployment, 0)
+        report.rerun_chains += len(unfinished)
 
 
 def _wait_http(url: str, timeout: float = 120) -> None:

@@ -15,9 +15,7 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.fleet import BIN, ROOT, Processes, fleet_env, free_port, start_server
 from prefect_aws import S3Bucket
 
 from prefect_legnext.simulator import LegnextSimulator
@@ -33,96 +32,18 @@ from prefect_legnext.simulator.s3 import LocalS3Server
 
 pytestmark = pytest.mark.distributed
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TIME_SCALE = 0.02
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Processes:
-    """Background processes in their own process groups, each logging to a file."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
-        self.log_dir, self.env = log_dir, env
-        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, *args: str, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            list(args), cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        self.running.append((name, process))
-        return process
-
-    def run(self, *args: str, cwd: Path = ROOT) -> str:
-        result = subprocess.run(
-            list(args), cwd=cwd, env=self.env, capture_output=True, text=True, timeout=180
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def stop_all(self) -> None:
-        for _, process in reversed(self.running):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for _, process in self.running:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-            for path in sorted(self.log_dir.glob("*.log"))
-        )
-
-
-def wait_for_api(processes: Processes, api_url: str, timeout: float = 180) -> None:
-    """Wait until the Prefect server at `api_url` answers /health (~20 s here, more when
-    the machine is busy); fail with the processes' logs if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, processes.logs()
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
 def prefect_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
-    """``prefect server start`` on a free loopback port, with its own home."""
+    """``prefect server start`` (SQLite) on a free loopback port, with its own home.
+    SQLite serialises writes: fleet_env lets a busy moment wait instead of answering
+    503 (docs/scaling.md: use PostgreSQL for real fleets)."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "LEGNEXT_"))},
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        # SQLite serialises writes: on 2 cores, let a busy moment wait instead of 503.
-        # (docs/scaling.md: use PostgreSQL for real fleets.)
-        "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
-        "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "60",
-        "PREFECT_CLIENT_MAX_RETRIES": "10",
-    }
-    processes = Processes(home, env)
+    processes = Processes(home, fleet_env(home, free_port(), None))
     try:
-        processes.start("server", str(BIN / "prefect"), "server", "start", "--host",
-                        "127.0.0.1", "--port", str(port))  # fmt: skip
-        wait_for_api(processes, env["PREFECT_API_URL"])
+        start_server(processes)
         yield processes
     finally:
         processes.stop_all()
