@@ -566,3 +566,67 @@ def test_an_unresolved_record_names_the_jobs_it_could_not_tell_apart(
     message = str(caught.value)
     assert all(job.job_id in message for job in jobs), message
     assert sim.stats()["jobs_total"] == 2  # nothing new was paid for
+
+
+def test_a_lost_answer_waits_for_a_live_submit_of_its_type_then_adopts_its_job(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # A's create lost its answer; B's POST is in flight (its record says "submitting",
+    # written moments ago). The one active job may be B's, so A waits for B instead of
+    # giving up: B gets its answer and records its own job, and A adopts the one left.
+    from prefect_legnext.core.endpoints import endpoint
+    from prefect_legnext.orchestration.ledger import body_sha256
+
+    sim = legnext_simulator_factory(time_scale=0.05)
+    request = DiffusionRequest(text="A's")
+    with legnext_client_for(sim) as client:
+        ours = client.create(DiffusionRequest(text="made by A's lost create"))
+        ledger.put(_record("b"))
+        digest = body_sha256(endpoint("diffusion"), request)
+        ledger.put(_record("a", state="unknown", body_sha256=digest))
+
+        def b_is_answered() -> None:
+            theirs = client.create(DiffusionRequest(text="B's, answered"))
+            assert ledger.claim_job(theirs.job_id, "b")
+            ledger.put(_record("b", state="submitted", job_id=theirs.job_id))
+
+        answer = threading.Timer(1.5, b_is_answered)
+        answer.start()
+        try:
+            job, reused = submit_once(client, ledger, request, "a")
+        finally:
+            answer.join()
+    assert reused is True and job.job_id == ours.job_id
+    assert ledger.job_holder(ours.job_id) == "a"
+    assert sim.stats()["jobs_total"] == 2  # nothing new was paid for
+
+
+def test_a_live_submit_that_records_the_only_candidate_leaves_nothing_to_adopt(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # The same wait, when the one active job turns out to be B's: A must not take it.
+    from prefect_legnext.core.endpoints import endpoint
+    from prefect_legnext.orchestration.ledger import body_sha256
+
+    sim = legnext_simulator_factory(time_scale=0.05)
+    request = DiffusionRequest(text="A's")
+    with legnext_client_for(sim) as client:
+        theirs = client.create(DiffusionRequest(text="B's, answered late"))
+        ledger.put(_record("b"))
+        digest = body_sha256(endpoint("diffusion"), request)
+        ledger.put(_record("a", state="unknown", body_sha256=digest))
+
+        def b_is_answered() -> None:
+            assert ledger.claim_job(theirs.job_id, "b")
+            ledger.put(_record("b", state="submitted", job_id=theirs.job_id))
+
+        answer = threading.Timer(1.5, b_is_answered)
+        answer.start()
+        try:
+            with pytest.raises(OutcomeUnknownError):
+                submit_once(client, ledger, request, "a")
+        finally:
+            answer.join()
+    assert ledger.job_holder(theirs.job_id) == "b"
+    assert ledger.get("a").job_id is None  # type: ignore[union-attr]
+    assert sim.stats()["jobs_total"] == 1

@@ -550,7 +550,7 @@ def _settle(
 ) -> tuple[Job, bool]:
     """An unresolved record: adopt its job, or conclude it made none and submit again,
     or stop (or resubmit, at the caller's request) while neither can be told."""
-    seen = _reconcile(client, ledger, record, window_scale)
+    seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
     if seen.job is not None:
         return seen.job, True
     evidence = _not_created(record, seen, window_scale)
@@ -639,7 +639,7 @@ def _post(
             }
         )
         ledger.put(record)
-        seen = _reconcile(client, ledger, record, window_scale)
+        seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
         if seen.job is not None:
             return seen.job, True
         if not answered or seen.candidates != 0 or rounds >= ANSWERED_5XX_ROUNDS:
@@ -648,7 +648,7 @@ def _post(
         settled = _settled_at(record, window_scale)
         if settled is not None:
             time.sleep(max(0.0, (settled - _now()).total_seconds()))
-        seen = _reconcile(client, ledger, record, window_scale)
+        seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
         if seen.job is not None:
             return seen.job, True
         evidence = _not_created(record, seen, window_scale)
@@ -705,7 +705,12 @@ def reconcile(
 
 
 def _reconcile(
-    client: LegnextClient, ledger: JobLedger, record: LedgerRecord, window_scale: float
+    client: LegnextClient,
+    ledger: JobLedger,
+    record: LedgerRecord,
+    window_scale: float,
+    *,
+    wait_for_live: bool = False,
 ) -> Sighting:
     """Find the job an unanswered submit created, among the account's active tasks:
     same task type, created in the record's creation interval, claimed by no other
@@ -715,7 +720,12 @@ def _reconcile(
 
     The active tasks are read *before* the ledger: a job among them was created after
     its record was written, so that record is seen here (the adoption race of issue
-    11, defect 1). The adoption itself is the won claim of the job id."""
+    11, defect 1). The adoption itself is the won claim of the job id.
+
+    With `wait_for_live`, an overlap that comes only from live submits (POSTed, their
+    answer still due) is waited out: each records its own job within moments, which
+    then is no longer a candidate, and what is left can be told apart. Our decision:
+    without it, a busy account turned most lost answers into "outcome unknown"."""
     looked_at = _now()
     tasks = _active_tasks(client, record)
     if tasks is None and not record.sightings:
@@ -724,12 +734,17 @@ def _reconcile(
     ids = list(dict.fromkeys([t.job_id for t in tasks or []] + record.sightings))
     if not ids:
         return Sighting(None, 0, looked_at)
-    others = [r for r in ledger.records_since(_lookback(record)) if r.key != record.key]
-    jobs = _candidates(client, ledger, record, ids, others)
-    if not jobs:
-        return Sighting(None, 0 if tasks is not None else None, looked_at)
-    blocking = _blocking(record, others, looked_at, window_scale)
-    if len(jobs) > 1 or (blocking and _holder(ledger, jobs[0]) != record.key):
+    while True:
+        others = [r for r in ledger.records_since(_lookback(record)) if r.key != record.key]
+        jobs = _candidates(client, ledger, record, ids, others)
+        if not jobs:
+            return Sighting(None, 0 if tasks is not None else None, looked_at)
+        blocking = _blocking(record, others, looked_at, window_scale)
+        ambiguous = len(jobs) > 1 or (blocking and _holder(ledger, jobs[0]) != record.key)
+        if not (ambiguous and wait_for_live and blocking and all(map(_live, blocking))):
+            break
+        time.sleep(IN_PROGRESS_POLL_SECONDS)
+    if ambiguous:
         logger.warning(
             "reconciling key %s: %d candidate jobs of type %s, %d other unresolved submits; "
             "not adopting any",
@@ -855,6 +870,13 @@ def _candidates(
         if holder is None:
             jobs.append(job)
     return jobs
+
+
+def _live(other: LedgerRecord) -> bool:
+    """A submit whose POST is still awaiting its answer: written moments ago, before the
+    create's read timeout (a dead submitter's record stops counting after that)."""
+    age = (_now() - other.updated_at).total_seconds()
+    return other.state == "submitting" and age < IN_PROGRESS_GRACE_SECONDS
 
 
 def _holder(ledger: JobLedger, job: Job) -> str | None:
