@@ -33,15 +33,21 @@ typecheck: setup
 generate: setup
 	$(VENV)/bin/python -m prefect_legnext.codegen
 
+# Two processes, one test file each at a time (a file's fixtures stay in one process):
+# most tests wait on servers they started, so two overlap well on two cores.
+# PYTEST_PROCS=0 runs everything in this process. --durations names the slowest tests.
+PYTEST_PROCS ?= 2
+PYTEST_FLAGS = -n $(PYTEST_PROCS) --dist loadfile --durations=15
+
 pytest: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_FLAGS)
 
 test: lint typecheck pytest
 
 # make test plus the large variants of its cases (pytest marker `fleet`: the 12-chain
 # distributed run behind docs/scaling.md's figures).
 test-full: lint typecheck
-	$(VENV)/bin/pytest -m 'fleet or not fleet'
+	$(VENV)/bin/pytest $(PYTEST_FLAGS) -m 'fleet or not fleet'
 
 demo: setup
 	$(VENV)/bin/prefect-legnext demo
