@@ -37,7 +37,9 @@ def test_receiver_command_answers_and_stops_cleanly(
     process = _start(tmp_path, LEGNEXT_CALLBACK_SECRET=SECRET)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        # Both lines of the banner: what readline leaves in the pipe's buffer would be
+        # missed by communicate(), which reads the file descriptor itself.
+        line = process.stdout.readline() + process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, line
         url = f"{match.group(0)}/cb"

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.fleet import BIN, ROOT, Processes, free_port, wait_for_api
 from prefect_aws import S3Bucket
 
 from prefect_legnext.orchestration.blocks import LegnextCredentials
 from prefect_legnext.orchestration.resolve import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_STORAGE_BLOCK
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.simulator.s3 import LocalS3Server
-from test_distributed import BIN, ROOT, Processes, _free_port, _stored_outputs, wait_for_api
+from test_distributed import _stored_outputs
 
 README = ROOT / "README.md"
 SECTION = "## Deployments and workers"
@@ -98,7 +99,7 @@ def test_setup_refuses_a_temporary_server_in_one_line(tmp_path: Path) -> None:
 
 
 def test_setup_names_an_unreachable_server_in_one_line(tmp_path: Path) -> None:
-    api_url = f"http://127.0.0.1:{_free_port()}/api"
+    api_url = f"http://127.0.0.1:{free_port()}/api"
     result = setup_command({**clean_env(tmp_path), "PREFECT_API_URL": api_url})
     assert result.returncode == 1, result.stdout + result.stderr
     message = result.stderr.strip()
@@ -167,7 +168,7 @@ def _run_script(commands: list[str], env: dict[str, str], timeout: float) -> str
 @pytest.fixture
 def readme_machine(tmp_path: Path) -> Iterator[tuple[Processes, str]]:
     """The fresh machine's processes (server, workers), all stopped at the end."""
-    port = str(_free_port())
+    port = str(free_port())
     env = {
         **clean_env(tmp_path / "prefect-home"),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
