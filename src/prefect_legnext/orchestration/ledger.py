@@ -254,6 +254,12 @@ class LocalLedger:
         return records
 
 
+def _s3_client(bucket: S3Bucket) -> Any:
+    from prefect_legnext.orchestration.storage import s3_client
+
+    return s3_client(bucket)
+
+
 class S3Ledger:
     """Records as small JSON objects under ``{bucket_folder}/{prefix}/`` of an S3 bucket:
     shared by every worker, durable, beside the outputs they protect. New records are
@@ -262,7 +268,7 @@ class S3Ledger:
     def __init__(self, bucket: S3Bucket, prefix: str = "legnext/_ledger") -> None:
         self.bucket = bucket
         self.prefix = bucket._resolve_path(prefix.strip("/"))
-        self._s3 = bucket.credentials.get_s3_client()
+        self._s3 = _s3_client(bucket)
 
     def __repr__(self) -> str:
         return f"S3Ledger(s3://{self.bucket.bucket_name}/{self.prefix})"
@@ -272,7 +278,7 @@ class S3Ledger:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._s3 = self.bucket.credentials.get_s3_client()
+        self._s3 = _s3_client(self.bucket)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}.json"

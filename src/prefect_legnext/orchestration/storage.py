@@ -168,7 +168,7 @@ def persist_job(
     if not job.is_completed:
         raise StorageError(f"job {job.job_id} is {job.status}, not completed: nothing to persist")
     limits = FetchLimits(max_bytes=max_file_bytes, timeout=file_timeout)
-    s3 = bucket.credentials.get_s3_client()
+    s3 = s3_client(bucket)
     folder = job_folder(bucket, prefix, job.job_id)
     sidecar_key = f"{folder}/job.json"
     stored = _stored_sidecar(s3, bucket, sidecar_key)
@@ -226,9 +226,28 @@ def persist_job(
     return result
 
 
+# How patiently boto3 retries an S3 call itself (our decision): standard mode over 10
+# attempts, jittered backoff growing to 20 s, rides out an outage of about a minute
+# (legacy mode's 5 quick attempts gave up within seconds, and a persist that gives up
+# loses a paid result once Legnext's URLs expire). The block's own `retries` wins.
+S3_RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 10}
+
+
+def s3_client(bucket: S3Bucket) -> Any:
+    """The bucket's S3 client, with `S3_RETRIES` unless its block sets retries; one per
+    credentials and process (prefect-aws caches clients by credentials)."""
+    credentials = bucket.credentials
+    parameters = credentials.aws_client_parameters
+    config = parameters.config or {}
+    if "retries" not in config:
+        patient = parameters.model_copy(update={"config": {**config, "retries": S3_RETRIES}})
+        credentials = credentials.model_copy(update={"aws_client_parameters": patient})
+    return credentials.get_s3_client()
+
+
 def presigned_url(bucket: S3Bucket, key: str, expires_seconds: int = 3600) -> str:
     """A temporary HTTPS URL of a stored object (e.g. to hand our copy to retexture)."""
-    s3 = bucket.credentials.get_s3_client()
+    s3 = s3_client(bucket)
     url: str = _s3_call(
         bucket,
         s3.generate_presigned_url,
