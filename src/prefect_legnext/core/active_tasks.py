@@ -1,0 +1,180 @@
+"""One shared ``GET /api/account/active_tasks`` read per process and account.
+
+Legnext's spec (openapi-complete.yaml) lists the account's running jobs, with their
+status, in one answer; API.md says it is unverified on the live service: use it when it
+answers, never depend on it. So every waiting job of the process (sync or async client,
+any thread or event loop) reads the same list, refreshed at most once per period by
+whichever waiter needs it first; a job absent from a list taken after its wait began has
+probably finished, and one GET of the job confirms it.
+
+Our decisions: a failed read, a non-2xx answer or a body without a list of tasks each
+with a ``job_id`` counts as a failure and the waiters poll their jobs one by one; after
+`FAILURES_TO_SWITCH_OFF` failures in a row the list is not asked for
+`OFF_SECONDS` (times the poll scale). No key is kept: watches are found by a salted
+digest of it, and nothing here logs a request's headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect_legnext.core.responses import unwrap_data
+
+FAILURES_TO_SWITCH_OFF = 3
+OFF_SECONDS = 600.0
+
+logger = logging.getLogger("prefect_legnext.core.active_tasks")
+
+_SALT = os.urandom(16)  # digests of keys mean nothing outside this process
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One list: when it was taken (monotonic seconds) and each listed job's status."""
+
+    at: float
+    statuses: dict[str, str]
+
+
+def parse_reading(body: Any, at: float) -> Reading | None:
+    """The listed jobs of an answer, or None for a body we cannot trust."""
+    data = unwrap_data(body)
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
+        return None
+    statuses: dict[str, str] = {}
+    for task in tasks:
+        if not isinstance(task, dict) or not isinstance(task.get("job_id"), str):
+            return None
+        status = task.get("status")
+        statuses[task["job_id"]] = status.strip().lower() if isinstance(status, str) else ""
+    return Reading(at=at, statuses=statuses)
+
+
+class ActiveTasksWatch:
+    """The shared list of one account; thread safe, usable from any event loop."""
+
+    def __init__(self) -> None:
+        self.period = 2.0  # set by the waiters' policy (scaled seconds)
+        self.requests = 0
+        self._reading: Reading | None = None
+        self._failures = 0
+        self._off_until = float("-inf")
+        self._state = threading.Lock()
+        self._sync_fetch = threading.Lock()
+        self._async_fetch: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._async_fetch = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"ActiveTasksWatch(period={self.period}, requests={self.requests})"
+
+    def is_on(self, now: float) -> bool:
+        return now >= self._off_until
+
+    def next_due(self, now: float) -> float:
+        """Seconds until the current reading is stale (when waiters should look again)."""
+        reading = self._reading
+        if reading is None:
+            return self.period
+        return max(0.0, reading.at + self.period - now)
+
+    def _reusable(self, now: float, since: float) -> Reading | None:
+        reading = self._reading
+        # Reused while younger than a period: waiters due at the same tick share one read.
+        if reading is not None and reading.at >= since and now - reading.at < self.period:
+            return reading
+        return None
+
+    def _without_fetch(self, now: float, since: float) -> tuple[bool, Reading | None]:
+        """(True, answer) when no request is needed: the list is off (None) or another
+        waiter's reading is fresh; (False, None) when this caller must fetch."""
+        if not self.is_on(now):
+            return True, None
+        reading = self._reusable(now, since)
+        return reading is not None, reading
+
+    def _record(self, result: Any, at: float, off_for: float) -> Reading | None:
+        reading = None if isinstance(result, BaseException) else parse_reading(result, at)
+        with self._state:
+            self.requests += 1
+            if reading is not None:
+                self._reading, self._failures = reading, 0
+                return reading
+            self._failures += 1
+            if self._failures >= FAILURES_TO_SWITCH_OFF:
+                self._off_until = at + off_for
+                self._failures = 0
+        reason = type(result).__name__ if isinstance(result, BaseException) else "unexpected body"
+        logger.info("active_tasks read failed (%s); polling each job instead", reason)
+        return None
+
+    def read(
+        self, now: Callable[[], float], since: float, fetch: Callable[[], Any], off_for: float
+    ) -> Reading | None:
+        """A list taken after `since` (monotonic), fetched by this caller only when no
+        other waiter has just fetched one; None when the list is off or failed."""
+        with self._sync_fetch:
+            at = now()
+            done, reading = self._without_fetch(at, since)
+            if done:
+                return reading
+            try:
+                result: Any = fetch()
+            except Exception as exc:  # never depend on it: any failure means per-job GETs
+                result = exc
+            return self._record(result, at, off_for)
+
+    async def aread(
+        self,
+        now: Callable[[], float],
+        since: float,
+        fetch: Callable[[], Awaitable[Any]],
+        off_for: float,
+    ) -> Reading | None:
+        """`read` for async waiters (one fetch at a time per event loop)."""
+        loop = asyncio.get_running_loop()
+        with self._state:
+            lock = self._async_fetch.get(loop)
+            if lock is None:
+                lock = self._async_fetch[loop] = asyncio.Lock()
+        async with lock:
+            at = now()
+            done, reading = self._without_fetch(at, since)
+            if done:
+                return reading
+            try:
+                result: Any = await fetch()
+            except Exception as exc:  # never depend on it: any failure means per-job GETs
+                result = exc
+            return self._record(result, at, off_for)
+
+
+_WATCHES: dict[tuple[str, str], ActiveTasksWatch] = {}
+_WATCHES_LOCK = threading.Lock()
+MAX_WATCHES = 256  # accounts x base URLs a process may wait on (bounded memory)
+
+
+def watch_for(base_url: str, api_key: str) -> ActiveTasksWatch:
+    """The process's watch of one account (base URL and key)."""
+    digest = hashlib.blake2b(api_key.encode(), key=_SALT, digest_size=16).hexdigest()
+    with _WATCHES_LOCK:
+        watch = _WATCHES.get((base_url, digest))
+        if watch is None:
+            if len(_WATCHES) >= MAX_WATCHES:
+                _WATCHES.pop(next(iter(_WATCHES)))
+            watch = _WATCHES[(base_url, digest)] = ActiveTasksWatch()
+        return watch
+
+
+def forget_watches() -> None:
+    """Drop every account's watch (tests start each from scratch)."""
+    with _WATCHES_LOCK:
+        _WATCHES.clear()
