@@ -1,0 +1,79 @@
+"""Target 5: one worker process waiting on 500 jobs (quick: 50): CPU per poll and RSS.
+
+The simulator runs as its own process, so this process's CPU time (``time.process_time``,
+user + system, all threads) is the waiting alone: the jobs are created first, then every
+wait runs at once on one event loop with our async client and its default policy. CPU
+per poll = that CPU time / the HTTP polls the simulator answered (job GETs and shared
+active-task list reads: a list read covering 500 jobs counts as one poll, so the figure
+includes reading the whole list and every waiter's look at it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.bench_polling import job_bodies
+from benchmarks.benchkit import Outcome, Target
+from benchmarks.simulators import API_KEY, image_server, rss_mib, sim_get, simulators
+from prefect_legnext import AsyncLegnextClient, Job, PollPolicy
+from prefect_legnext.core.durations import DurationModel
+
+FULL = {"jobs": 500, "time_scale": 0.1}
+QUICK = {"jobs": 30, "time_scale": 0.02}
+TARGET_MS = 2.0
+
+
+async def wait_all(base_url: str, bodies: list[tuple[str, dict[str, Any]]], scale: float) -> float:
+    """CPU seconds this process spent waiting on every job at once."""
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"x-api-key": API_KEY}, timeout=120
+    ) as http:
+        created = [
+            (await http.post(f"/api/v1/{slug}", json=body)).raise_for_status().json()
+            for slug, body in bodies
+        ]
+    poll = PollPolicy(scale=scale, durations=DurationModel())
+    async with AsyncLegnextClient(API_KEY, base_url=base_url, poll=poll) as client:
+        cpu = time.process_time()
+        await asyncio.gather(
+            *(client.wait_for_job(Job.model_validate(c), max_wait_seconds=1e5) for c in created)
+        )
+        return time.process_time() - cpu
+
+
+def run(*, quick: bool, workdir: Path) -> Outcome:
+    settings = QUICK if quick else FULL
+    count, scale = int(settings["jobs"]), float(settings["time_scale"])
+    with image_server() as images, simulators(1, scale, concurrency=count) as (url,):
+        cpu = asyncio.run(wait_all(url, job_bodies(count, images), scale))
+        requests = sim_get(url, "/_sim/stats")["requests"]
+    polls = requests.get("GET job", 0) + requests.get("GET active_tasks", 0)
+    rss, peak = rss_mib()
+    per_poll = cpu * 1000 / max(polls, 1)
+    figures = {
+        "capacity_jobs": count,
+        "capacity_polls": polls,
+        "capacity_list_reads": requests.get("GET active_tasks", 0),
+        "cpu_ms_per_poll": round(per_poll, 3),
+        "capacity_cpu_seconds": round(cpu, 3),
+        "capacity_rss_mib": round(rss, 1),
+        "capacity_peak_rss_mib": round(peak, 1),
+    }
+    targets = [
+        Target(f"CPU per poll <= {TARGET_MS} ms, {count} jobs in one process",
+               f"{per_poll:.2f} ms ({polls} polls, RSS {rss:.0f} MiB)",
+               per_poll <= TARGET_MS),
+    ]  # fmt: skip
+    notes = [
+        f"Capacity: one process waiting on {count} mixed jobs (time_scale {scale}): "
+        f"{cpu:.2f} s CPU for {polls} polls ({requests.get('GET job', 0)} job GETs, "
+        f"{requests.get('GET active_tasks', 0)} shared active-task list reads) = "
+        f"{per_poll:.2f} ms per poll (process CPU time / HTTP polls); RSS {rss:.0f} MiB "
+        f"(peak {peak:.0f} MiB, the whole bench process).",
+    ]
+    return Outcome(figures=figures, targets=targets, notes=notes)
