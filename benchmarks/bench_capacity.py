@@ -24,7 +24,7 @@ from prefect_legnext import AsyncLegnextClient, Job, PollPolicy
 from prefect_legnext.core.durations import DurationModel
 
 FULL = {"jobs": 500, "time_scale": 0.1}
-QUICK = {"jobs": 30, "time_scale": 0.02}
+QUICK = {"jobs": 30, "time_scale": 0.01}  # and the simulator in this process
 TARGET_MS = 2.0
 
 
@@ -49,7 +49,7 @@ async def wait_all(base_url: str, bodies: list[tuple[str, dict[str, Any]]], scal
 def run(*, quick: bool, workdir: Path) -> Outcome:
     settings = QUICK if quick else FULL
     count, scale = int(settings["jobs"]), float(settings["time_scale"])
-    with image_server() as images, simulators(1, scale, concurrency=count) as (url,):
+    with image_server() as images, simulators(1, scale, concurrency=count, quick=quick) as (url,):
         cpu = asyncio.run(wait_all(url, job_bodies(count, images), scale))
         requests = sim_get(url, "/_sim/stats")["requests"]
     polls = requests.get("GET job", 0) + requests.get("GET active_tasks", 0)

@@ -37,7 +37,7 @@ from prefect_legnext.core.durations import DurationModel
 # start_delay: seconds for every poller process to import before the first create (a late
 # one creates its overdue jobs at once: lags are per job, so it only shifts its schedule).
 FULL = {"jobs": 72, "time_scale": 0.3, "spacing": 1.0, "start_delay": 15.0}
-QUICK = {"jobs": 12, "time_scale": 0.02, "spacing": 1.0, "start_delay": 5.0}
+QUICK = {"jobs": 12, "time_scale": 0.01, "spacing": 1.0, "start_delay": 0.0}
 SDK_INTERVAL = 3.0  # legnext 0.3.0: tasks.wait_for_completion(poll_interval=3.0)
 FIXED_INTERVAL = 5.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,9 +185,24 @@ async def drive(poller: Poller, bodies: list[tuple[str, dict[str, Any]]], scale:
         await asyncio.gather(*(one(i, slug, body) for i, (slug, body) in enumerate(bodies)))
 
 
-def side_by_side(chosen: list[Poller], images: str, settings: dict[str, float]) -> None:
+def side_by_side(
+    chosen: list[Poller], images: str, settings: dict[str, float], quick: bool
+) -> None:
     """Every poller in its own process (so that one poller's load on an event loop does
-    not delay another's), all creating on one schedule that starts once they imported."""
+    not delay another's), all creating on one schedule that starts once they imported.
+    ``quick``: all in this process, on one event loop (seconds to start)."""
+    if quick:
+        bodies = job_bodies(int(settings["jobs"]), images)
+        start_at = time.time()
+
+        async def all_sides() -> None:
+            await asyncio.gather(
+                *(drive(p, bodies, settings["time_scale"], settings["spacing"], start_at)
+                  for p in chosen)
+            )  # fmt: skip
+
+        asyncio.run(all_sides())
+        return
     timing = json.dumps({**settings, "start_at": time.time() + settings["start_delay"]})
     processes = []
     for poller in chosen:
@@ -277,10 +292,13 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
     settings = QUICK if quick else FULL
     scale, count = float(settings["time_scale"]), int(settings["jobs"])
     chosen = pollers(quick)
-    with image_server() as images, simulators(len(chosen), scale, concurrency=count) as urls:
+    with (
+        image_server() as images,
+        simulators(len(chosen), scale, concurrency=count, quick=quick) as urls,
+    ):
         for poller, url in zip(chosen, urls, strict=True):
             poller.base_url = url
-        side_by_side(chosen, images, settings)
+        side_by_side(chosen, images, settings, quick)
         results = {p.name: measure(p, scale) for p in chosen}
     figures: dict[str, Figure] = {"polling_jobs": count, "polling_time_scale": scale}
     for name, values in results.items():

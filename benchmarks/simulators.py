@@ -60,9 +60,28 @@ def stop_simulator(process: subprocess.Popen[str]) -> None:
 
 @contextlib.contextmanager
 def simulators(
-    count: int, time_scale: float, *, concurrency: int = 6, seed: int = 0
+    count: int, time_scale: float, *, concurrency: int = 6, seed: int = 0, quick: bool = False
 ) -> Iterator[list[str]]:
-    """`count` simulators started together (base URLs), stopped on exit."""
+    """`count` simulators started together (base URLs), stopped on exit: each its own
+    process, or (``quick``: seconds to start, the figures do not count) threads here."""
+    if quick:
+        from prefect_legnext.simulator import LegnextSimulator
+
+        with contextlib.ExitStack() as stack:
+            sims = [
+                stack.enter_context(
+                    LegnextSimulator(
+                        api_key=API_KEY,
+                        time_scale=time_scale,
+                        seed=seed,
+                        concurrency=concurrency,
+                        points=1_000_000_000,
+                    )
+                )
+                for _ in range(count)
+            ]
+            yield [sim.base_url for sim in sims]
+        return
     started = [_launch(time_scale, concurrency, seed) for _ in range(count)]
     try:
         yield [_base_url(process) for process in started]
