@@ -121,6 +121,9 @@ class ActiveTasksWatch:
     ) -> Reading | None:
         """A list taken after `since` (monotonic), fetched by this caller only when no
         other waiter has just fetched one; None when the list is off or failed."""
+        done, reading = self._without_fetch(now(), since)
+        if done:  # the common case, without a lock: another waiter has just read it
+            return reading
         with self._sync_fetch:
             at = now()
             done, reading = self._without_fetch(at, since)
@@ -140,6 +143,9 @@ class ActiveTasksWatch:
         off_for: float,
     ) -> Reading | None:
         """`read` for async waiters (one fetch at a time per event loop)."""
+        done, reading = self._without_fetch(now(), since)
+        if done:  # the common case, without a lock: another waiter has just read it
+            return reading
         loop = asyncio.get_running_loop()
         with self._state:
             lock = self._async_fetch.get(loop)
