@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +63,14 @@ class ActiveTasksWatch:
 
     def __init__(self) -> None:
         self.period = 2.0  # set by the waiters' policy (scaled seconds)
-        self.requests = 0
+        self.requests = 0  # statistics: list reads sent, and waiters' looks at a list
+        self.looks = 0
         self._reading: Reading | None = None
         self._failures = 0
         self._off_until = float("-inf")
         self._state = threading.Lock()
         self._sync_fetch = threading.Lock()
-        self._async_fetch: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
-        self._async_fetch = weakref.WeakKeyDictionary()
+        self._inflight: dict[asyncio.AbstractEventLoop, asyncio.Future[Reading | None]] = {}
 
     def __repr__(self) -> str:
         return f"ActiveTasksWatch(period={self.period}, requests={self.requests})"
@@ -121,6 +120,7 @@ class ActiveTasksWatch:
     ) -> Reading | None:
         """A list taken after `since` (monotonic), fetched by this caller only when no
         other waiter has just fetched one; None when the list is off or failed."""
+        self.looks += 1  # a statistic: a lost increment between threads does no harm
         done, reading = self._without_fetch(now(), since)
         if done:  # the common case, without a lock: another waiter has just read it
             return reading
@@ -142,25 +142,33 @@ class ActiveTasksWatch:
         fetch: Callable[[], Awaitable[Any]],
         off_for: float,
     ) -> Reading | None:
-        """`read` for async waiters (one fetch at a time per event loop)."""
+        """`read` for async waiters: while one waiter of an event loop fetches, the
+        others of that loop await its answer (one wake-up each, no lock hand-offs)."""
+        self.looks += 1
         done, reading = self._without_fetch(now(), since)
-        if done:  # the common case, without a lock: another waiter has just read it
+        if done:  # the common case: another waiter has just read it
             return reading
         loop = asyncio.get_running_loop()
         with self._state:
-            lock = self._async_fetch.get(loop)
-            if lock is None:
-                lock = self._async_fetch[loop] = asyncio.Lock()
-        async with lock:
-            at = now()
-            done, reading = self._without_fetch(at, since)
-            if done:
-                return reading
+            inflight = self._inflight.get(loop)
+            if inflight is None:
+                future: asyncio.Future[Reading | None] = loop.create_future()
+                self._inflight[loop] = future
+        if inflight is not None:
+            shared = await asyncio.shield(inflight)
+            return shared if shared is not None and shared.at >= since else None
+        at, reading = now(), None
+        try:
             try:
                 result: Any = await fetch()
             except Exception as exc:  # never depend on it: any failure means per-job GETs
                 result = exc
-            return self._record(result, at, off_for)
+            reading = self._record(result, at, off_for)
+        finally:
+            with self._state:
+                del self._inflight[loop]
+            future.set_result(reading)
+        return reading
 
 
 _WATCHES: dict[tuple[str, str], ActiveTasksWatch] = {}
