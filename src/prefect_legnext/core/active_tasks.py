@@ -70,7 +70,7 @@ class ActiveTasksWatch:
         self._off_until = float("-inf")
         self._state = threading.Lock()
         self._sync_fetch = threading.Lock()
-        self._inflight: dict[asyncio.AbstractEventLoop, asyncio.Future[Reading | None]] = {}
+        self._tickers: dict[asyncio.AbstractEventLoop, _LoopTicker] = {}
 
     def __repr__(self) -> str:
         return f"ActiveTasksWatch(period={self.period}, requests={self.requests})"
@@ -82,7 +82,7 @@ class ActiveTasksWatch:
         """Seconds until the current reading is stale (when waiters should look again)."""
         reading = self._reading
         if reading is None:
-            return self.period
+            return 0.0  # nothing read yet: now
         return max(0.0, reading.at + self.period - now)
 
     def _reusable(self, now: float, since: float) -> Reading | None:
@@ -135,40 +135,98 @@ class ActiveTasksWatch:
                 result = exc
             return self._record(result, at, off_for)
 
-    async def aread(
+    async def until_gone(
         self,
-        now: Callable[[], float],
+        job_id: str,
         since: float,
         fetch: Callable[[], Awaitable[Any]],
+        now: Callable[[], float],
         off_for: float,
+        seconds_left: float,
     ) -> Reading | None:
-        """`read` for async waiters: while one waiter of an event loop fetches, the
-        others of that loop await its answer (one wake-up each, no lock hand-offs)."""
-        self.looks += 1
-        done, reading = self._without_fetch(now(), since)
-        if done:  # the common case: another waiter has just read it
-            return reading
+        """For async waiters: the first list taken after `since` without `job_id` (the
+        job most likely finished), or None when a read fails or the list is off. One
+        task per event loop reads the list every period and wakes only the waiters
+        whose job left it, so a job still running costs no wake-up per period.
+
+        Raises:
+            TimeoutError: nothing happened within `seconds_left`.
+        """
+        if not self.is_on(now()):
+            return None
         loop = asyncio.get_running_loop()
         with self._state:
-            inflight = self._inflight.get(loop)
-            if inflight is None:
-                future: asyncio.Future[Reading | None] = loop.create_future()
-                self._inflight[loop] = future
-        if inflight is not None:
-            shared = await asyncio.shield(inflight)
-            return shared if shared is not None and shared.at >= since else None
-        at, reading = now(), None
+            ticker = self._tickers.get(loop)
+            if ticker is None:
+                ticker = self._tickers[loop] = _LoopTicker(self, now)
+        future = ticker.add(job_id, since, fetch, off_for)
         try:
-            try:
-                result: Any = await fetch()
-            except Exception as exc:  # never depend on it: any failure means per-job GETs
-                result = exc
-            reading = self._record(result, at, off_for)
+            return await asyncio.wait_for(asyncio.shield(future), max(seconds_left, 0.0))
         finally:
-            with self._state:
-                del self._inflight[loop]
-            future.set_result(reading)
-        return reading
+            ticker.waiters.pop(future, None)
+
+
+Fetch = Callable[[], Awaitable[Any]]
+
+
+class _LoopTicker:
+    """The async waiters of one event loop and the task reading the list for them."""
+
+    def __init__(self, watch: ActiveTasksWatch, now: Callable[[], float]) -> None:
+        self.watch = watch
+        self.now = now
+        self.off_for = OFF_SECONDS
+        self.waiters: dict[asyncio.Future[Reading | None], tuple[str, float, Fetch]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def add(
+        self, job_id: str, since: float, fetch: Fetch, off_for: float
+    ) -> asyncio.Future[Reading | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reading | None] = loop.create_future()
+        self.waiters[future] = (job_id, since, fetch)
+        self.off_for = off_for
+        reading = self.watch._reading
+        if reading is not None:  # a list read since this job's wait began may do already
+            self._settle(reading)
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+        return future
+
+    def _settle(self, reading: Reading | None) -> None:
+        for future, (job_id, since, _fetch) in list(self.waiters.items()):
+            if future.done():
+                continue
+            self.watch.looks += 1
+            if reading is None:
+                future.set_result(None)
+            elif reading.at >= since and job_id not in reading.statuses:
+                future.set_result(reading)
+
+    async def _run(self) -> None:
+        # Runs while a waiter is registered: the check and the return below have no
+        # await between them, so `add` (same loop) never meets a finishing task.
+        try:
+            while any(not f.done() for f in self.waiters):
+                await asyncio.sleep(self.watch.next_due(self.now()))
+                pending = [entry for f, entry in self.waiters.items() if not f.done()]
+                if not pending:
+                    continue
+                at = self.now()
+                reading: Reading | None
+                if not self.watch.is_on(at):
+                    reading = None
+                else:
+                    reading = self.watch._reusable(at, float("-inf"))
+                    if reading is None:
+                        try:
+                            result: Any = await pending[0][2]()
+                        except Exception as exc:  # any failure means per-job GETs
+                            result = exc
+                        reading = self.watch._record(result, at, self.off_for)
+                self._settle(reading)
+        finally:
+            self._settle(None)  # never leave a waiter behind (an error, the loop closing)
 
 
 _WATCHES: dict[tuple[str, str], ActiveTasksWatch] = {}

@@ -648,7 +648,7 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         while wait is not None:
             await asyncio.sleep(window.capped(wait))
             if last is not None and plan.uses_list(time.monotonic()):
-                reading = await self._active_reading(plan, window)
+                reading = await self._active_reading(plan, job_id, window, last)
                 wait = self._list_step(plan, reading, job_id, last, window)
                 if wait is not None:
                     continue
@@ -659,15 +659,23 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         assert last is not None  # the loop reads at least once
         return last
 
-    async def _active_reading(self, plan: JobWait, window: _WaitWindow) -> Any:
-        """The account's active-task list, shared with every other waiter (one try)."""
+    async def _active_reading(
+        self, plan: JobWait, job_id: str, window: _WaitWindow, last: Job | None
+    ) -> Any:
+        """The first of the account's active-task lists (shared with every other waiter)
+        that no longer shows the job, or None when the list failed."""
         assert plan.watch is not None
 
         async def fetch() -> Any:
             timeout = self._list_timeout(window)
             return self._list_body(await self._http.get(ACTIVE_TASKS.path, timeout=timeout))
 
-        return await plan.watch.aread(time.monotonic, window.started, fetch, plan.off_for)
+        try:
+            return await plan.watch.until_gone(
+                job_id, window.started, fetch, time.monotonic, plan.off_for, window.left()
+            )
+        except TimeoutError:
+            raise window.timeout(job_id, last) from None
 
     async def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
         """One poll of a wait, within its window."""
