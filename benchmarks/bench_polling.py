@@ -263,6 +263,7 @@ def measure(poller: Poller, scale: float) -> dict[str, float]:
 
 def plot(results: dict[str, dict[str, float]], labels: dict[str, str], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -279,6 +280,8 @@ def plot(results: dict[str, dict[str, float]], labels: dict[str, str], path: Pat
         axis.annotate(labels[name], (x, figures["lag_p90"]), fontsize=7,
                       xytext=(4, 4), textcoords="offset points")  # fmt: skip
     axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel("GETs per job (job reads + active-task list reads), log scale")
     axis.set_ylabel("detection lag, unscaled s (o median, ^ p90)")
     axis.set_title("Polling trade-off: same mixed jobs, side by side")

@@ -3,9 +3,11 @@
 Legnext's spec (openapi-complete.yaml) lists the account's running jobs, with their
 status, in one answer; API.md says it is unverified on the live service: use it when it
 answers, never depend on it. So every waiting job of the process (sync or async client,
-any thread or event loop) reads the same list, refreshed at most once per period by
-whichever waiter needs it first; a job absent from a list taken after its wait began has
-probably finished, and one GET of the job confirms it.
+any thread or event loop) reads the same list, refreshed at most once per period: sync
+waiters look at it each period and the first one due fetches it; async waiters of an
+event loop hand their job to one task that fetches it and wakes only the waiters whose
+job left it. A job absent from a list taken after its wait began has probably finished,
+and one GET of the job confirms it.
 
 Our decisions: a failed read, a non-2xx answer or a body without a list of tasks each
 with a ``job_id`` counts as a failure and the waiters poll their jobs one by one; after
