@@ -36,7 +36,7 @@ SCENARIOS: list[str] = ["polling", "capacity", "simulator"]
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOCS = ROOT / "docs"
-TIME_SCALE_KEYS = ("polling_time_scale",)
+TIME_SCALE_KEYS = ("polling_time_scale", "capacity_time_scale")
 
 
 @dataclass

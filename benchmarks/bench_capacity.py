@@ -82,6 +82,7 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
     per_poll = cpu * 1000 / max(polls, 1)
     figures = {
         "capacity_jobs": count,
+        "capacity_time_scale": scale,
         "capacity_polls": polls,
         "capacity_list_reads": requests.get("GET active_tasks", 0),
         "cpu_ms_per_poll": round(per_poll, 3),
