@@ -6,7 +6,7 @@ UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup test test-full lint typecheck pytest demo lock bench chaos chaos-quick clean generate
+.PHONY: setup test test-full lint typecheck pytest demo lock bench bench-quick chaos chaos-quick clean generate
 
 setup: $(VENV)/.synced
 
@@ -52,8 +52,14 @@ test-full: lint typecheck
 demo: setup
 	$(VENV)/bin/prefect-legnext demo
 
+# Every benchmark scenario side by side against its anchors (docs/benchmarks.md): prints
+# the table, writes bench/results/latest.json and regenerates docs/benchmarks.md.
 bench: setup
-	$(VENV)/bin/python -m benchmarks.simulator_throughput
+	timeout 1200 $(VENV)/bin/python -m benchmarks.bench
+
+# The same scenarios shrunk to a minute or two, results to a temporary directory only.
+bench-quick: setup
+	timeout 300 $(VENV)/bin/python -m benchmarks.bench --quick
 
 # The large chaos run (docs/reliability.md): 200 chains through deployments on a
 # PostgreSQL-backed `prefect server start`, 3 process workers, some SIGKILLed. Details

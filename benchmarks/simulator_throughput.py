@@ -16,18 +16,15 @@ import asyncio
 import json
 import os
 import random
-import re
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-API_KEY = "bench-key"
+from benchmarks.simulators import API_KEY, start_simulator
 
 
 def rss_mib(pid: int) -> float:
@@ -35,22 +32,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def start_simulator(time_scale: float) -> tuple[subprocess.Popen[str], str]:
-    cli = str(Path(sys.executable).with_name("prefect-legnext"))
-    process = subprocess.Popen(  # noqa: S603 - our own console script
-        [cli, "simulator", "--port", "0", "--time-scale", str(time_scale),
-         "--points", "1000000000", "--api-key", API_KEY],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    match = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
-    if match is None:
-        process.kill()
-        raise RuntimeError("simulator did not start")
-    return process, match.group(0)
 
 
 async def round_of_load(

@@ -14,7 +14,9 @@ import pytest
 import respx
 
 from prefect_legnext.core import client as client_module
+from prefect_legnext.core.active_tasks import forget_watches
 from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
+from prefect_legnext.core.durations import DURATIONS
 from prefect_legnext.core.retry import RetryPolicy
 
 CLIENT_BASE_URL = "https://api.legnext.test"
@@ -56,6 +58,14 @@ class ClientRunner:
 @pytest.fixture(params=["sync", "async"])
 def client_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def fresh_poll_state() -> None:
+    """Each test starts from the documented durations and no shared active-task list:
+    what one test's waits learn must not move another's schedule."""
+    DURATIONS.clear()
+    forget_watches()
 
 
 @pytest.fixture

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 
 def test_simulator_benchmark_runs(tmp_path: Path) -> None:
@@ -23,3 +27,55 @@ def test_simulator_benchmark_runs(tmp_path: Path) -> None:
     assert summary["requests_per_round"] == 30 * 4
     assert [r["jobs_held"] for r in summary["rounds"]] == [31, 62]
     assert summary["median_rps"] > 0 and summary["rss_baseline_mib"] > 0
+
+
+POLLING_KEYS = [
+    f"{figure}_{side}"
+    for figure in ("polls_per_job", "lag_median", "lag_p90", "lag_max")
+    for side in ("ours", "sdk")
+] + ["polls_per_job_fixed5"]
+CAPACITY_KEYS = ["cpu_ms_per_poll", "capacity_rss_mib"]
+
+
+def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
+    """`make bench`'s scenarios, shrunk (``--quick``): every figure a target is read from
+    is produced and finite. Only presence is checked: the quick figures mean nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--quick", "--only", "polling", "capacity",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads((tmp_path / "latest.json").read_text())
+    for key in [*POLLING_KEYS, *CAPACITY_KEYS, "load_average_1m"]:
+        value = figures[key]
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value), key
+    assert figures["quick"] is True and figures["scenarios_failed"] == []
+    assert "| polling | GETs per job" in done.stdout  # the table
+
+
+def test_a_failing_scenario_is_reported_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import bench
+    from benchmarks.benchkit import Outcome, Target
+
+    def ok(*, quick: bool, workdir: Path) -> Outcome:
+        return Outcome({"answer": 42}, [Target("the answer", "42", True)])
+
+    def broken(*, quick: bool, workdir: Path) -> Outcome:
+        raise RuntimeError("scenario fell over")
+
+    for name, run in (("fake_broken", broken), ("fake_ok", ok)):
+        monkeypatch.setitem(sys.modules, f"benchmarks.bench_{name}", SimpleNamespace(run=run))
+    monkeypatch.setattr(bench, "SCENARIOS", ["fake_broken", "fake_ok"])
+
+    status = bench.main(["--quick", "--out", str(tmp_path)])
+
+    assert status == 1
+    figures = json.loads((tmp_path / "latest.json").read_text())
+    assert figures["answer"] == 42 and figures["scenarios_failed"] == ["fake_broken"]
+    out = capsys.readouterr().out
+    assert "scenario fell over" in out and "| fake_ok | the answer | 42 | yes |" in out

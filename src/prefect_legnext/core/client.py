@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from prefect_legnext.core._generated_client import _AsyncEndpoints, _SyncEndpoints
+from prefect_legnext.core.active_tasks import watch_for
 from prefect_legnext.core.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
@@ -51,12 +52,14 @@ from prefect_legnext.core.retry import (
     is_retryable,
     retry_after_seconds,
 )
+from prefect_legnext.core.waiting import JobWait
 
 DEFAULT_BASE_URL = "https://api.legnext.ai"
 ENV_API_KEY = "LEGNEXT_API_KEY"
 ENV_BASE_URL = "LEGNEXT_BASE_URL"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_WAIT_SECONDS = 900.0
+ACTIVE_TASKS_TIMEOUT = 5.0  # one try, short: the list is a shortcut, never needed
 REDACTED = "**********"
 
 logger = logging.getLogger("prefect_legnext.core.client")
@@ -360,7 +363,7 @@ class _ClientCore:
             ) from exc
 
     def _poll_step(
-        self, poll: PollPolicy, job: Job, job_id: str, window: _WaitWindow
+        self, poll: PollPolicy, job: Job, job_id: str, window: _WaitWindow, plan: JobWait
     ) -> float | None:
         """After a poll: None when the job completed, else seconds until the next poll.
 
@@ -369,6 +372,7 @@ class _ClientCore:
             JobTimeoutError: the deadline passed first.
         """
         if job.is_completed:
+            poll.model.observe_job(job, poll.scale)
             return None
         if job.is_failed:
             raise JobFailedError(job)
@@ -376,14 +380,40 @@ class _ClientCore:
             logger.warning("job %s reports unknown status %r; still waiting", job_id, job.status)
         if window.left() <= 0:
             raise window.timeout(job_id, job)
-        return window.capped(poll.next_wait(job))
+        return window.capped(plan.after_get(job, time.time()))
+
+    def _list_step(
+        self, plan: JobWait, reading: Any, job_id: str, last: Job | None, window: _WaitWindow
+    ) -> float | None:
+        """After a look at the active-task list: None when the job must be read now,
+        else seconds until the next look.
+
+        Raises:
+            JobTimeoutError: the deadline passed first.
+        """
+        wait = plan.after_reading(reading, time.monotonic())
+        if wait is not None and window.left() <= 0:
+            raise window.timeout(job_id, last)
+        return None if wait is None else window.capped(wait)
+
+    def _wait_plan(self, poll: PollPolicy, job_id: str, job: Job | None) -> JobWait:
+        watch = watch_for(self.base_url, self._api_key.get_secret_value())
+        return JobWait(poll, job_id, job.task_type if job else "", watch)
+
+    def _list_timeout(self, window: _WaitWindow) -> httpx.Timeout:
+        return httpx.Timeout(max(0.001, min(ACTIVE_TASKS_TIMEOUT, window.left())))
+
+    @staticmethod
+    def _list_body(response: httpx.Response) -> Any:
+        response.raise_for_status()
+        return response.json()
 
     @staticmethod
     def _first_wait(poll: PollPolicy, job: Job | None) -> float:
         # A job already finished (e.g. reused from a ledger) needs one read, not a wait.
         if job is None or job.is_finished:
             return 0.0
-        return poll.first_wait(job.task_type)
+        return poll.first_wait(job.task_type, job.meta.started_at, time.time())
 
     @staticmethod
     def _job_id(job: str | Job) -> str:
@@ -483,15 +513,32 @@ class LegnextClient(_ClientCore, _SyncEndpoints):
         job_id = self._job_id(job)
         window = _WaitWindow.open(max_wait_seconds, deadline)
         last = job if isinstance(job, Job) else None
+        plan = self._wait_plan(poll, job_id, last)
         wait: float | None = self._first_wait(poll, last)
         while wait is not None:
             time.sleep(window.capped(wait))
+            if last is not None and plan.uses_list(time.monotonic()):
+                wait = self._list_step(
+                    plan, self._active_reading(plan, window), job_id, last, window
+                )
+                if wait is not None:
+                    continue
             last = self._read_job(job_id, window, last)
             if on_update is not None:
                 on_update(last)
-            wait = self._poll_step(poll, last, job_id, window)
+            wait = self._poll_step(poll, last, job_id, window, plan)
         assert last is not None  # the loop reads at least once
         return last
+
+    def _active_reading(self, plan: JobWait, window: _WaitWindow) -> Any:
+        """The account's active-task list, shared with every other waiter (one try)."""
+        assert plan.watch is not None
+
+        def fetch() -> Any:
+            timeout = self._list_timeout(window)
+            return self._list_body(self._http.get(ACTIVE_TASKS.path, timeout=timeout))
+
+        return plan.watch.read(time.monotonic, window.started, fetch, plan.off_for)
 
     def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
         """One poll of a wait, within its window."""
@@ -596,15 +643,39 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         job_id = self._job_id(job)
         window = _WaitWindow.open(max_wait_seconds, deadline)
         last = job if isinstance(job, Job) else None
+        plan = self._wait_plan(poll, job_id, last)
         wait: float | None = self._first_wait(poll, last)
         while wait is not None:
             await asyncio.sleep(window.capped(wait))
+            if last is not None and plan.uses_list(time.monotonic()):
+                reading = await self._active_reading(plan, job_id, window, last)
+                wait = self._list_step(plan, reading, job_id, last, window)
+                if wait is not None:
+                    continue
             last = await self._read_job(job_id, window, last)
             if on_update is not None:
                 on_update(last)
-            wait = self._poll_step(poll, last, job_id, window)
+            wait = self._poll_step(poll, last, job_id, window, plan)
         assert last is not None  # the loop reads at least once
         return last
+
+    async def _active_reading(
+        self, plan: JobWait, job_id: str, window: _WaitWindow, last: Job | None
+    ) -> Any:
+        """The first of the account's active-task lists (shared with every other waiter)
+        that no longer shows the job, or None when the list failed."""
+        assert plan.watch is not None
+
+        async def fetch() -> Any:
+            timeout = self._list_timeout(window)
+            return self._list_body(await self._http.get(ACTIVE_TASKS.path, timeout=timeout))
+
+        try:
+            return await plan.watch.until_gone(
+                job_id, window.started, fetch, time.monotonic, plan.off_for, window.left()
+            )
+        except TimeoutError:
+            raise window.timeout(job_id, last) from None
 
     async def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
         """One poll of a wait, within its window."""

@@ -197,6 +197,8 @@ def build_app(engine: Engine) -> Starlette:
                     "status": str(j.status),
                     "points": j.points,
                     "gets": j.gets,
+                    "started_at": j.started_at,
+                    "ended_at": j.ended_at,
                     "parent": j.parent.job_id if j.parent else None,
                     "body": j.request.to_wire(),
                 }

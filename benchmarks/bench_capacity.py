@@ -1,0 +1,115 @@
+"""Target 5: one worker process waiting on 500 jobs (quick: 30): CPU per poll and RSS.
+
+The simulator runs as its own process, so this process's CPU time (``time.process_time``,
+user + system, all threads) is the waiting alone: the jobs are created first, then every
+wait runs at once on one event loop with our async client and its default policy. CPU
+per poll (`cpu_ms_per_poll`) = that CPU time / the HTTP polls the simulator answered (job
+GETs and shared active-task list reads): the strict reading, where a list read covering
+500 jobs counts as one poll and every waiter's look at it is charged to it. CPU per job
+waited on is reported alongside (it is what a worker's capacity depends on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.bench_polling import job_bodies
+from benchmarks.benchkit import Outcome, Target
+from benchmarks.simulators import API_KEY, image_server, rss_mib, sim_get, simulators
+from prefect_legnext import AsyncLegnextClient, Job, PollPolicy
+from prefect_legnext.core.active_tasks import watch_for
+from prefect_legnext.core.durations import DurationModel
+
+FULL = {"jobs": 500, "time_scale": 0.1}
+QUICK = {"jobs": 30, "time_scale": 0.01}  # and the simulator in this process
+TARGET_MS = 2.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def wait_all(
+    base_url: str, bodies: list[tuple[str, dict[str, Any]]], scale: float
+) -> tuple[float, int]:
+    """(CPU seconds this process spent waiting on every job at once, looks at the
+    shared active-task list by the waiters)."""
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"x-api-key": API_KEY}, timeout=120
+    ) as http:
+        created = [
+            (await http.post(f"/api/v1/{slug}", json=body)).raise_for_status().json()
+            for slug, body in bodies
+        ]
+    poll = PollPolicy(scale=scale, durations=DurationModel())
+    async with AsyncLegnextClient(API_KEY, base_url=base_url, poll=poll) as client:
+        cpu = time.process_time()
+        await asyncio.gather(
+            *(client.wait_for_job(Job.model_validate(c), max_wait_seconds=1e5) for c in created)
+        )
+        return time.process_time() - cpu, watch_for(base_url, API_KEY).looks
+
+
+def worker(base_url: str, images: str, count: int, scale: float) -> dict[str, float]:
+    """The waiting worker: CPU seconds and its RSS (current, peak) in MiB."""
+    cpu, looks = asyncio.run(wait_all(base_url, job_bodies(count, images), scale))
+    rss, peak = rss_mib()
+    return {"cpu": cpu, "looks": looks, "rss": rss, "peak": peak}
+
+
+def run(*, quick: bool, workdir: Path) -> Outcome:
+    settings = QUICK if quick else FULL
+    count, scale = int(settings["jobs"]), float(settings["time_scale"])
+    with image_server() as images, simulators(1, scale, concurrency=count, quick=quick) as (url,):
+        if quick:  # no process to start; the figures do not count
+            measured = worker(url, images, count, scale)
+        else:  # a worker process of its own: its CPU and RSS are the waiting alone
+            command = [sys.executable, "-m", "benchmarks.bench_capacity", url, images,
+                       str(count), str(scale)]  # fmt: skip
+            done = subprocess.run(  # noqa: S603 - our own module
+                command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=1800
+            )
+            measured = json.loads(done.stdout)
+        requests = sim_get(url, "/_sim/stats")["requests"]
+    polls = requests.get("GET job", 0) + requests.get("GET active_tasks", 0)
+    cpu, rss, peak = measured["cpu"], measured["rss"], measured["peak"]
+    job_looks = requests.get("GET job", 0) + measured["looks"]  # each job status learned
+    per_poll = cpu * 1000 / max(polls, 1)
+    figures = {
+        "capacity_jobs": count,
+        "capacity_time_scale": scale,
+        "capacity_polls": polls,
+        "capacity_list_reads": requests.get("GET active_tasks", 0),
+        "cpu_ms_per_poll": round(per_poll, 3),
+        "capacity_cpu_ms_per_job": round(cpu * 1000 / count, 3),
+        "capacity_cpu_ms_per_job_look": round(cpu * 1000 / max(job_looks, 1), 3),
+        "capacity_cpu_seconds": round(cpu, 3),
+        "capacity_rss_mib": round(rss, 1),
+        "capacity_peak_rss_mib": round(peak, 1),
+    }
+    targets = [
+        Target(f"CPU per poll <= {TARGET_MS} ms, {count} jobs in one process",
+               f"{per_poll:.2f} ms ({polls} polls, RSS {rss:.0f} MiB)",
+               per_poll <= TARGET_MS),
+    ]  # fmt: skip
+    notes = [
+        f"Capacity: one process waiting on {count} mixed jobs (time_scale {scale}): "
+        f"{cpu:.2f} s CPU for {polls} polls ({requests.get('GET job', 0)} job GETs, "
+        f"{requests.get('GET active_tasks', 0)} shared active-task list reads) = "
+        f"{per_poll:.2f} ms per poll (process CPU time / HTTP polls), "
+        f"{cpu * 1000 / count:.2f} ms per job waited on, {cpu * 1000 / max(job_looks, 1):.3f} "
+        f"ms per job-look ({job_looks} looks at a job's status: its GETs and each "
+        f"waiter's look at a shared list). RSS {rss:.0f} MiB "
+        f"(peak {peak:.0f} MiB) of the worker process.",
+    ]
+    return Outcome(figures=figures, targets=targets, notes=notes)
+
+
+if __name__ == "__main__":
+    url, images, count, scale = sys.argv[1:5]
+    print(json.dumps(worker(url, images, int(count), float(scale))))
