@@ -32,7 +32,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.client.schemas.objects import FlowRun
-from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -42,7 +41,10 @@ from pydantic import BaseModel, Field
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration import slots
+from prefect_legnext.orchestration.background import background_writes, write_later
 from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.clients import legnext_client
 from prefect_legnext.orchestration.errors import BudgetExceededError
 from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
 from prefect_legnext.orchestration.plans import (
@@ -381,17 +383,18 @@ def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> tuple[b
     record = ledger.get(key)
     if record is None or record.job_id is None:
         return record is not None, None
-    with settings.credentials.get_client() as client:  # a free read
-        job = client.get_job(record.job_id)
+    job = legnext_client(settings.credentials).get_job(record.job_id)  # a free read
     return True, None if job.is_failed else job
 
 
 @contextmanager
 def account_slot(limit: str = ACCOUNT_LIMIT) -> Iterator[None]:
-    """Hold one slot of `limit` (``legnext-account``) on a short lease that Prefect renews
-    in the background while it is held: a live step keeps its slot however long it
-    waits, a killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`)."""
-    with concurrency(limit, occupy=1, lease_duration=ACCOUNT_LEASE_SECONDS):
+    """Hold one slot of `limit` (``legnext-account``) on a short lease renewed in the
+    background while it is held: a live step keeps its slot however long it waits, a
+    killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`). Two server
+    round trips per step; a slot freed in this process goes straight to a step of this
+    process waiting for one (`slots`)."""
+    with slots.held(limit, ACCOUNT_LEASE_SECONDS):
         yield
 
 
@@ -447,6 +450,8 @@ def run_step(
         persist_outputs, f"{name}: persist {short}", set(tags), done, settings.bucket,
         settings.key_prefix, metadata=metadata, credentials=settings.credentials,
         max_file_bytes=settings.max_file_bytes, file_timeout=settings.file_timeout,
+        # A job this step submitted has nothing stored yet: skip looking (our decision).
+        check_existing=recorded is not None,
     )  # fmt: skip
     progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
     return StepOutcome(
@@ -528,7 +533,7 @@ def run_chain(
             files=stored.files,
         )
         results.append(result)
-        _step_artifact(settings, label, result, stored)
+        write_later(_step_artifact, settings, label, result, stored)
         logger.info(
             "step %d (%s) done: job %s, %d points, %.1fs",
             planned.index, target.name, done.job_id, done.points, outcome.duration_seconds,
@@ -759,8 +764,9 @@ def legnext_pipeline(
         image_source, idempotency_scope,
     )  # fmt: skip
     first = steps[0]  # plan_chain refused an empty chain
-    result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
-    _summary_artifact(settings, [result], "legnext-chain-summary")
+    with background_writes():
+        result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
+        write_later(_summary_artifact, settings, [result], "legnext-chain-summary")
     return result
 
 
@@ -845,6 +851,7 @@ def legnext_batch(
         for listener in list(BATCH_LISTENERS):
             listener(done, len(plans))
 
-    results = _run_chains(plans, labels, settings, budget, chain_done)
-    _summary_artifact(settings, results, "legnext-batch-summary")
+    with background_writes():
+        results = _run_chains(plans, labels, settings, budget, chain_done)
+        write_later(_summary_artifact, settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))
