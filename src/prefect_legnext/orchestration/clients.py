@@ -6,6 +6,7 @@ an httpx.AsyncClient belongs to the event loop that made it."""
 from __future__ import annotations
 
 import httpx
+from pydantic import SecretStr
 
 from prefect_legnext.core.client import LegnextClient
 from prefect_legnext.core.pool import ClientPool, settings_digest
@@ -21,8 +22,10 @@ DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 def legnext_client(credentials: LegnextCredentials) -> LegnextClient:
     """The shared client of `credentials` in this process; never close it (the pool
     does, at exit)."""
+    api_key: SecretStr | str = credentials.api_key  # a str after an unvalidated model_copy
+    secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
     key = settings_digest(
-        credentials.api_key.get_secret_value(),
+        secret,
         credentials.base_url,
         credentials.timeout_seconds,
         credentials.poll_scale,

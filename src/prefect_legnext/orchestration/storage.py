@@ -2,7 +2,7 @@
 
 Each output URL is streamed (httpx) through SHA-256 into a spooled temporary file
 (memory up to 2 MiB, then disk) and uploaded with boto3's managed transfer
-(multipart above 8 MiB, two parts in flight). Spooling rather than piping means an S3 retry never
+(multipart above 8 MiB, one part in flight). Spooling rather than piping means an S3 retry never
 needs the Legnext URL again, which may have expired by then; memory stays bounded.
 
 Downloads keep to `prefect_legnext.core.fetch`'s limits: http(s) only, at most 5
@@ -102,7 +102,6 @@ logger = logging.getLogger("prefect_legnext.orchestration.storage")
 
 SPOOL_BYTES = 2 * 1024 * 1024  # files up to this stay in memory, larger ones go to disk
 PART_BYTES = 8 * 1024 * 1024  # multipart above this, in parts of this size
-UPLOAD_THREADS = 2  # parts in flight: memory is about PART_BYTES * UPLOAD_THREADS
 CHUNK_BYTES = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
 DEFAULT_PREFIX = "legnext"
@@ -560,14 +559,15 @@ def _upload_multipart(
 ) -> None:
     from boto3.s3.transfer import TransferConfig
 
+    # Parts are read and sent by the calling thread, one at a time (our decision): with
+    # s3transfer's threads each upload's new threads took fresh malloc arenas, whose freed
+    # parts stayed resident, so peak memory grew with the number of files persisted.
     config = TransferConfig(
-        multipart_threshold=PART_BYTES,
-        multipart_chunksize=PART_BYTES,
-        max_concurrency=UPLOAD_THREADS,
+        multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, use_threads=False
     )
     # s3transfer buffers up to this many parts of a file object in memory (default 10,
-    # i.e. 80 MiB): keep it to the parts in flight so memory does not grow with the file.
-    config.max_in_memory_upload_chunks = UPLOAD_THREADS
+    # i.e. 80 MiB): keep it to the part in flight so memory does not grow with the file.
+    config.max_in_memory_upload_chunks = 1
     _s3_call(
         bucket,
         s3.upload_fileobj,
