@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
-from benchmarks.fleet import ROOT, free_port
+from benchmarks.cost_stack import moto_server
+from benchmarks.fleet import ROOT
 
 MB = 1024 * 1024
 TARGET_MB = 64.0
@@ -35,7 +36,7 @@ TIMEOUT = 900.0  # seconds per measured side on a loaded machine
 def run(*, quick: bool, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True, exist_ok=True)
     files, size_mb = 4, (12 if quick else 200)
-    with _servers(workdir) as (s3_url, files_url):
+    with _servers() as (s3_url, files_url):
         ours = _measure("ours", files, size_mb, s3_url, files_url)
         naive = _measure("naive", files, size_mb, s3_url, files_url)
         one = _measure("ours", 1, size_mb, s3_url, files_url)
@@ -66,15 +67,8 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
 
 
 @contextlib.contextmanager
-def _servers(workdir: Path) -> Iterator[tuple[str, str]]:
+def _servers() -> Iterator[tuple[str, str]]:
     """moto's S3 server and the file server, each in its own process."""
-    s3_port = free_port()
-    bin_dir = Path(sys.executable).parent
-    with (workdir / "moto.log").open("wb") as log:
-        moto = subprocess.Popen(  # noqa: S603 - moto's own console script
-            [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     files = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_memory", "--serve-files"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -82,26 +76,11 @@ def _servers(workdir: Path) -> Iterator[tuple[str, str]]:
     try:
         assert files.stdout is not None
         files_url = files.stdout.readline().strip()
-        s3_url = f"http://127.0.0.1:{s3_port}"
-        _wait_for(s3_url)
-        yield s3_url, files_url
+        with moto_server() as s3_url:
+            yield s3_url, files_url
     finally:
-        for process in (files, moto):
-            process.terminate()
-            process.wait(timeout=60)
-
-
-def _wait_for(url: str, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=5)
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer")
-        time.sleep(0.5)
+        files.terminate()
+        files.wait(timeout=60)
 
 
 def _measure(side: str, files: int, size_mb: int, s3_url: str, files_url: str) -> dict[str, Any]:

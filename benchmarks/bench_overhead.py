@@ -79,8 +79,11 @@ def outcome(m: dict[str, Any]) -> Outcome:
         ),
     ]
     notes = [
-        "Prefect overhead, where the milliseconds go (medians per step, ms): "
-        + ", ".join(f"{name} {value:.0f}" for name, value in m["breakdown"].items()),
+        "Where a step's milliseconds go (ms per step; median and max per call): "
+        + "; ".join(
+            f"{name} {per_step:.0f} ({median:.0f}, max {longest:.0f})"
+            for name, (per_step, median, longest) in m["breakdown"].items()
+        ),
         f"S3 calls per step by method: {m['s3_methods']}; bare script: {m['s3_methods_bare']}.",
         f"Steps 2-4 of each run, {m['rounds']} rounds alternating with the bare script; "
         f"load average {m['load']:.1f} on {m['cpus']} CPUs.",
@@ -232,7 +235,10 @@ def child(rounds: int) -> dict[str, Any]:
     whole_bare = statistics.median(r[1][-1] - r[0] for r in bare_runs)
     whole = (whole_ours - whole_bare) * 1000
     steps_run = rounds * STEPS
-    breakdown = {label: 1000 * sum(v) / steps_run for label, v in spent.items()}
+    breakdown = {
+        label: (1000 * sum(v) / steps_run, 1000 * statistics.median(v), 1000 * max(v))
+        for label, v in spent.items()
+    }
     return {
         "overhead_ms_per_step": per_step,
         "overhead_ms_per_step_whole_run": whole / STEPS,

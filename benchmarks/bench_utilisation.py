@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -55,7 +56,11 @@ def outcome(m: dict[str, Any]) -> Outcome:
             f"{m['jobs']} diffusion jobs at time_scale {m['time_scale']:g} (mean job "
             f"{figures['mean_job_seconds']:.2f} s); ideal {figures['ideal_seconds']:.1f} s, "
             f"makespan {figures['makespan_seconds']:.1f} s; slot round trips per job "
-            f"{figures['slot_round_trips_per_job']:.2f}; load average {m['load']:.1f}."
+            f"{figures['slot_round_trips_per_job']:.2f}; load average {m['load']:.1f}.",
+            "Slot held while Legnext runs nothing, medians per job: submit dispatch to "
+            f"the job's creation {figures['slot_to_create_seconds_median']:.3f} s, the "
+            f"job's end to the wait task's return "
+            f"{figures['job_end_to_wait_return_seconds_median']:.3f} s (the poll lag).",
         ],
     )
 
@@ -94,6 +99,20 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
     from prefect_legnext.orchestration import flows, slots
     from prefect_legnext.orchestration.provisioning import upsert_account_limit
 
+    submits: dict[str, float] = {}  # job id -> when its submit task was dispatched
+    waits: dict[str, float] = {}  # job id -> when its wait task came back
+    dispatch = flows._dispatch
+
+    def timed_dispatch(task: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        result = dispatch(task, name, *args, **kwargs)
+        if name.endswith(": submit"):
+            submits[result.job_id] = started
+        elif ": wait " in name:
+            waits[result.job_id] = time.time()
+        return result
+
+    flows._dispatch = timed_dispatch
     with stack(time_scale, concurrency=CAP) as st:
         os.environ.update(st.flow_env())
         upsert_account_limit(CAP)
@@ -104,17 +123,21 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
             max_points=10**8,
         )  # fmt: skip
         wall = time.perf_counter() - started
-        slots.settle()
         trips = slots.ROUND_TRIPS.total() - trips
         peak = st.sim.stats()["peak_in_flight"]
         with httpx.Client(base_url=st.sim.base_url, headers={"x-api-key": st.sim.api_key}) as c:
-            metas = [
-                c.get(f"/api/v1/job/{j['job_id']}").json()["meta"]
+            metas = {
+                j["job_id"]: c.get(f"/api/v1/job/{j['job_id']}").json()["meta"]
                 for j in st.sim.jobs()
-            ]  # fmt: skip
-    created = [_stamp(m["created_at"]) for m in metas]
-    ended = [_stamp(m["ended_at"]) for m in metas]
-    total = sum(_stamp(m["ended_at"]) - _stamp(m["started_at"]) for m in metas)
+            }
+    flows._dispatch = dispatch
+    # Time each job's slot was held but Legnext did not run it: from the submit task's
+    # dispatch to the job's creation, and from its end to the wait task's return.
+    to_create = [_stamp(m["created_at"]) - submits[j] for j, m in metas.items() if j in submits]
+    to_return = [waits[j] - _stamp(m["ended_at"]) for j, m in metas.items() if j in waits]
+    created = [_stamp(m["created_at"]) for m in metas.values()]
+    ended = [_stamp(m["ended_at"]) for m in metas.values()]
+    total = sum(_stamp(m["ended_at"]) - _stamp(m["started_at"]) for m in metas.values())
     makespan = max(ended) - min(created)
     ideal = total / CAP
     return {
@@ -125,6 +148,8 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
         "mean_job": total / len(metas),
         "wall": wall,
         "trips": trips / len(metas),
+        "to_create": statistics.median(to_create),
+        "to_return": statistics.median(to_return),
     }
 
 
@@ -140,6 +165,8 @@ def child(jobs: int, time_scale: float) -> dict[str, Any]:
         "mean_job_seconds": ours["mean_job"],
         "batch_wall_seconds": ours["wall"],
         "slot_round_trips_per_job": ours["trips"],
+        "slot_to_create_seconds_median": ours["to_create"],
+        "job_end_to_wait_return_seconds_median": ours["to_return"],
         "utilisation_makespan_ratio_prefect_concurrency": anchor["ratio"],
         "max_in_flight_prefect_concurrency": anchor["peak"],
         "jobs": jobs,

@@ -11,16 +11,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.chaos_s3 import S3ChaosProxy
-from benchmarks.fleet import ROOT, Processes, fleet_env, free_port, start_server
+from benchmarks.fleet import BIN, ROOT, Processes, fleet_env, free_port, start_server
 
 # A running server given from outside (the test session's, or one a person keeps up).
 ENV_PREFECT_API = "LEGNEXT_BENCH_PREFECT_API_URL"
@@ -62,12 +64,40 @@ def run_child(module: str, api_url: str, workdir: Path, *args: str) -> dict[str,
     return answer
 
 
+@dataclass(frozen=True)
+class SimulatorSettings:
+    time_scale: float
+    concurrency: int
+
+
+@dataclass
+class RemoteSimulator:
+    """The simulator in a process of its own (``prefect-legnext simulator``)."""
+
+    base_url: str
+    api_key: str
+    config: SimulatorSettings
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        answer: dict[str, Any] = httpx.get(f"{self.base_url}/_sim/stats", timeout=60).json()
+        return answer
+
+    def jobs(self) -> list[dict[str, Any]]:
+        import httpx
+
+        answer: list[dict[str, Any]] = httpx.get(f"{self.base_url}/_sim/jobs", timeout=60).json()
+        return answer
+
+
 @dataclass
 class Stack:
-    """The simulator, moto's S3 server and the counting proxy in front of it."""
+    """The simulator and moto's S3 server (each in a process of its own, as Legnext and
+    S3 are elsewhere: they take no CPU time from the measured interpreter's threads)
+    and the counting proxy in front of S3 (in the measured process, for both sides)."""
 
-    sim: Any
-    s3: Any
+    sim: RemoteSimulator
     proxy: S3ChaosProxy
     bucket: Any
 
@@ -89,24 +119,84 @@ class Stack:
         }
 
 
+def _popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our own console scripts
+        list(args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _simulator(time_scale: float, concurrency: int) -> tuple[subprocess.Popen[str], str, str]:
+    key = secrets.token_hex(16)
+    process = _popen(
+        str(BIN / "prefect-legnext"), "simulator", "--port", "0", "--api-key", key,
+        "--time-scale", str(time_scale), "--concurrency", str(concurrency),
+        "--points", str(10**9),
+    )  # fmt: skip
+    assert process.stdout is not None
+    for _ in range(20):  # the address is on one of its first lines
+        found = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
+        if found:
+            return process, found.group(0), key
+    _stop(process)
+    raise RuntimeError("the simulator did not say its address")
+
+
 @contextlib.contextmanager
 def stack(time_scale: float, concurrency: int = 6) -> Iterator[Stack]:
-    """Start the simulator (a random key, points for any run) and S3 behind the proxy."""
-    from prefect_legnext.simulator import LegnextSimulator
+    """Start the simulator (a random key, points for any run), moto's S3 server and the
+    proxy; stop them after."""
     from prefect_legnext.simulator.s3 import LocalS3Server
 
-    with (
-        LegnextSimulator(
-            api_key=secrets.token_hex(16), time_scale=time_scale, concurrency=concurrency,
-            points=10**9,
-        ) as sim,
-        LocalS3Server() as s3,
-    ):  # fmt: skip
-        proxy = S3ChaosProxy(s3.endpoint_url)
-        try:
+    sim_process, base_url, key = _simulator(time_scale, concurrency)
+    proxy: S3ChaosProxy | None = None
+    try:
+        with moto_server() as s3_url:
+            s3 = LocalS3Server()
+            s3.endpoint_url = s3_url
             created = s3.create_bucket()
+            proxy = S3ChaosProxy(s3.endpoint_url)
             bucket = s3.bucket_block(created.bucket_name)
             bucket.credentials.aws_client_parameters.endpoint_url = proxy.endpoint_url
-            yield Stack(sim=sim, s3=s3, proxy=proxy, bucket=bucket)
-        finally:
+            sim = RemoteSimulator(base_url, key, SimulatorSettings(time_scale, concurrency))
+            yield Stack(sim=sim, proxy=proxy, bucket=bucket)
+    finally:
+        if proxy is not None:
             proxy.stop()
+        _stop(sim_process)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server in a process of its own; its endpoint URL."""
+    port = free_port()
+    moto = _popen(str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url)
+        yield url
+    finally:
+        _stop(moto)
+
+
+def wait_for_http(url: str, timeout: float = 120.0) -> None:
+    """Until `url` answers anything over HTTP."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=5)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer in {timeout:g} s")
+        time.sleep(0.3)

@@ -9,8 +9,6 @@ starts its own renewal task. Here (our decisions):
 
 - **Hand-over in the process**: a step that finishes while another step of the same
   process waits for the limit passes its lease to it: no round trip, no idle slot.
-- **Release off the step's path**: the ``decrement-with-lease`` is sent by a background
-  thread (flushed at interpreter exit), so the step goes on to persist at once.
 - **Prompt retries across processes**: a full limit is asked again after 0.1 s, then
   longer (doubling, at most 1 s, jittered), not after the server's ``Retry-After``.
 - **One renewal thread per process** renews every lease it holds every
@@ -30,13 +28,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
+    import httpx
     from prefect.client.orchestration import SyncPrefectClient
 
 logger = logging.getLogger("prefect_legnext.orchestration.slots")
@@ -45,6 +43,8 @@ RENEW_FRACTION = 0.5  # of the lease: two chances to renew before it runs out
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 1.0
 LOCKED = 423
+QUICK_RETRIES = (0.05, 0.1, 0.2, 0.4)  # seconds, see `_post`
+KEEPALIVE_SECONDS = 4.0  # below uvicorn's 5 s idle timeout (our decision, see `_client`)
 
 
 class RoundTrips:
@@ -69,8 +69,11 @@ ROUND_TRIPS = RoundTrips()
 
 @dataclass
 class _Waiter:
+    """A step waiting for a slot: `lease` is set when a step of the process hands one
+    over; `wake` is set then, and when it becomes the head of the line."""
+
     lease: UUID | None = None
-    handed: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -88,20 +91,25 @@ _lock = threading.Lock()
 _limits: dict[tuple[str, str], _Limit] = {}
 _clients: dict[str, SyncPrefectClient] = {}
 _renewer: threading.Thread | None = None
-# Its worker is joined at interpreter exit (concurrent.futures does), so no release is lost
-# to a normal exit; a killed process's leases run out instead.
-_releases = ThreadPoolExecutor(max_workers=1, thread_name_prefix="legnext-slot-release")
 
 
 def _client(api_url: str) -> SyncPrefectClient:
     """One Prefect client per server and process for slot calls (built once: a client
     costs tens of ms), entered once and closed at exit with the process."""
+    import httpx
     from prefect.client.orchestration import get_client
 
     with _lock:
         client = _clients.get(api_url)
         if client is None:
-            client = get_client(sync_client=True)
+            # Idle connections are dropped before `prefect server start` (uvicorn, 5 s)
+            # drops them: Prefect's default keeps them 25 s, and a request on a connection
+            # the server has closed fails and is retried only after ~2 s of backoff.
+            limits = httpx.Limits(
+                max_connections=16, max_keepalive_connections=8,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            )  # fmt: skip
+            client = get_client(httpx_settings={"limits": limits}, sync_client=True)
             client.__enter__()
             _clients[api_url] = client
         return client
@@ -120,42 +128,116 @@ def _limit(name: str, lease_seconds: float) -> _Limit:
 
 def acquire(name: str, lease_seconds: float) -> tuple[_Limit, UUID | None]:
     """Take one slot of limit `name` (waiting as long as it takes); the lease, or None
-    when the limit does not exist or is inactive."""
-    import httpx
+    when the limit does not exist or is inactive.
 
+    The steps of a process that wait for the limit stand in one line: the first asks
+    the server (after 0.1 s, then longer, at most 1 s apart), the others only wait for
+    a slot a step of the process hands over, so a full limit costs the server one
+    request per process and retry, not one per waiting step."""
     limit = _limit(name, lease_seconds)
     client = _client(limit.api_url)
+    waiter = _Waiter()
+    with _lock:
+        limit.waiters.append(waiter)
     delay = FIRST_RETRY_SECONDS
-    while True:
-        ROUND_TRIPS.add("increment")
-        try:
-            response = client.increment_concurrency_slots_with_lease(
-                names=[name], slots=1, mode="concurrency", lease_duration=lease_seconds
-            )
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != LOCKED:
-                raise
-        else:
-            body: dict[str, Any] = response.json()
-            if not body.get("limits"):
-                logger.warning("concurrency limit %r does not exist: not enforced", name)
-                return limit, None
-            lease = UUID(body["lease_id"])
+    try:
+        while True:
             with _lock:
-                limit.held.add(lease)
-            _ensure_renewer()
-            return limit, lease
-        # Full: wait for a hand-over from a step of this process, or retry soon.
-        waiter = _Waiter()
+                if waiter.lease is not None:
+                    return limit, waiter.lease
+                first = limit.waiters[0] is waiter
+            if not first:
+                _sleep(waiter, MAX_RETRY_SECONDS)
+                continue
+            granted, lease = _ask(client, limit)
+            if granted:
+                with _lock:
+                    if waiter in limit.waiters:  # else a hand-over took it out of the line
+                        limit.waiters.remove(waiter)
+                    handed, waiter.lease = waiter.lease, None
+                    _wake_first(limit)
+                if handed is not None:  # a hand-over came while we asked: one is enough
+                    release(limit, handed)
+                return limit, lease
+            _sleep(waiter, delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
+    except BaseException:
         with _lock:
-            limit.waiters.append(waiter)
-        handed = waiter.handed.wait(delay * random.uniform(0.8, 1.2))
-        with _lock:
-            if not handed and waiter.lease is None:
+            if waiter in limit.waiters:
                 limit.waiters.remove(waiter)
-        if waiter.lease is not None:
-            return limit, waiter.lease
-        delay = min(delay * 2, MAX_RETRY_SECONDS)
+                _wake_first(limit)
+            handed = waiter.lease
+        if handed is not None:
+            release(limit, handed)
+        raise
+
+
+def _ask(client: SyncPrefectClient, limit: _Limit) -> tuple[bool, UUID | None]:
+    """One ``increment-with-lease``: (True, the lease) when granted, (True, None) when
+    the limit is not enforced, (False, None) when it is full."""
+    import httpx
+
+    ROUND_TRIPS.add("increment")
+    request = {"names": [limit.name], "slots": 1, "mode": "concurrency"}
+    try:
+        response = _post(
+            client, "/v2/concurrency_limits/increment-with-lease",
+            request | {"lease_duration": limit.lease_seconds},
+        )  # fmt: skip
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != LOCKED:
+            raise
+        return False, None
+    body: dict[str, Any] = response.json()
+    if not body.get("limits"):
+        logger.warning("concurrency limit %r does not exist: not enforced", limit.name)
+        return True, None
+    lease = UUID(body["lease_id"])
+    with _lock:
+        limit.held.add(lease)
+    _ensure_renewer()
+    return True, lease
+
+
+def _post(client: SyncPrefectClient, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST `body` to the server; a 502/503 or a dropped connection is asked again after
+    `QUICK_RETRIES` (50-400 ms), then with Prefect's own retries (2 s, 4 s, ...). A
+    busy SQLite server answers 503 now and then: Prefect's first retry alone cost a step
+    2 s. Our decision; it sends through the Prefect client's httpx client without its
+    retry wrapper (its CSRF header added when the server asks for one)."""
+    import httpx
+
+    http = client._client
+    for delay in QUICK_RETRIES:
+        request = http.build_request("POST", path, json=body)
+        add_csrf = getattr(http, "_add_csrf_headers", None)
+        if add_csrf is not None:
+            add_csrf(request)
+        try:
+            response = httpx.Client.send(http, request)
+        except (httpx.TransportError, httpx.RemoteProtocolError):
+            time.sleep(delay)
+            continue
+        if response.status_code in (502, 503):
+            time.sleep(delay)
+            continue
+        response.raise_for_status()
+        return response
+    response = client.request("POST", path, json=body)  # type: ignore[arg-type]
+    response.raise_for_status()
+    return response
+
+
+def _sleep(waiter: _Waiter, seconds: float) -> None:
+    """Until a hand-over, a turn at the head of the line, or `seconds`."""
+    waiter.wake.wait(seconds)
+    waiter.wake.clear()
+
+
+def _wake_first(limit: _Limit) -> None:
+    """Tell the new head of the line that it asks the server now (holding `_lock`)."""
+    if limit.waiters:
+        limit.waiters[0].wake.set()
 
 
 def release(limit: _Limit, lease: UUID | None) -> None:
@@ -167,24 +249,21 @@ def release(limit: _Limit, lease: UUID | None) -> None:
         if limit.waiters:
             waiter = limit.waiters.popleft()
             waiter.lease = lease
-            waiter.handed.set()
+            waiter.wake.set()
+            _wake_first(limit)
             return
         limit.held.discard(lease)
+    # In line, not from a background thread: on SQLite a release racing the step's next
+    # increment made the server answer 503, which Prefect's client retries after ~2 s.
     ROUND_TRIPS.add("decrement")
-    _releases.submit(_release_on_server, limit, lease)
-
-
-def _release_on_server(limit: _Limit, lease: UUID) -> None:
     try:
-        _client(limit.api_url).release_concurrency_slots_with_lease(lease_id=lease)
-    except Exception as exc:  # the lease runs out by itself within ACCOUNT_LEASE_SECONDS
+        _post(
+            _client(limit.api_url), "/v2/concurrency_limits/decrement-with-lease",
+            {"lease_id": str(lease)},
+        )  # fmt: skip
+    except Exception as exc:  # the lease runs out by itself within its duration
         logger.warning("releasing a %r slot failed (%s); it frees when its lease ends",
                        limit.name, exc)  # fmt: skip
-
-
-def settle() -> None:
-    """Wait for the releases sent so far (tests and benchmarks read the server after)."""
-    _releases.submit(lambda: None).result()
 
 
 @contextmanager
