@@ -39,7 +39,7 @@ def _once(module: str) -> tuple[float, list[str]]:
 
 
 def run(*, quick: bool, workdir: Path) -> Outcome:
-    rounds = 3 if quick else 11
+    rounds = 2 if quick else 11
     _once(CORE), _once(SDK)  # warm the file system cache and the bytecode
     core, sdk, heavy = [], [], set()
     for _ in range(rounds):

@@ -45,7 +45,7 @@ TARGET_S3_CALLS = 8.0
 def run(*, quick: bool, workdir: Path) -> Outcome:
     """Measure in a child interpreter pointed at a running Prefect server."""
     workdir.mkdir(parents=True, exist_ok=True)
-    rounds = "2" if quick else "7"
+    rounds = "1" if quick else "7"
     with prefect_server(workdir) as api_url:
         measured = run_child("benchmarks.bench_overhead", api_url, workdir, "--rounds", rounds)
     return outcome(measured)

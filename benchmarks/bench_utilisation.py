@@ -32,7 +32,7 @@ TARGET_RATIO = 1.10
 
 def run(*, quick: bool, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["--jobs", "4", "--time-scale", "0.01"] if quick else ["--jobs", "60"]
+    args = ["--jobs", "3", "--time-scale", "0.005"] if quick else ["--jobs", "60"]
     with prefect_server(workdir) as api_url:
         m = run_child("benchmarks.bench_utilisation", api_url, workdir, *args)
     return outcome(m)
