@@ -84,6 +84,9 @@ def outcome(m: dict[str, Any]) -> Outcome:
             f"{name} {per_step:.0f} ({median:.0f}, max {longest:.0f})"
             for name, (per_step, median, longest) in m["breakdown"].items()
         ),
+        "What a run pays once (ms, medians per run; the steps for comparison): "
+        + "; ".join(f"{name} {value:.0f}" for name, value in m["per_run"].items())
+        + ". Flow-run heartbeats are off (Prefect 3.8's default): none are sent or joined.",
         f"S3 calls per step by method: {m['s3_methods']}; bare script: {m['s3_methods_bare']}.",
         f"Steps 2-4 of each run, {m['rounds']} rounds alternating with the bare script; "
         f"load average {m['load']:.1f} on {m['cpus']} CPUs.",
@@ -189,6 +192,13 @@ def child(rounds: int) -> dict[str, Any]:
         _timed(tasks, "_submit", spent, "in task: ledger writes + POST")
         _timed(LegnextClient, "wait_for_job", spent, "in task: polls")
         _timed(tasks, "_persist", spent, "in task: downloads + S3 PUTs")
+        per_run: dict[str, list[float]] = {}
+        _timed(flows, "resolve_credentials", per_run, "credentials (block lookup)")
+        _timed(flows, "resolve_bucket", per_run, "bucket (block lookup)")
+        _timed(flows, "get_balance", per_run, "balance task run")
+        _timed(flows, "ensure_account_limit", per_run, "legnext-account check")
+        _timed(flows, "run_chain", per_run, "the steps (run_chain)")
+        _timed(flows.legnext_pipeline, "fn", per_run, "inside the flow function")
 
         def ours(prompt: str) -> tuple[float, list[float]]:
             ends.clear()
@@ -206,6 +216,7 @@ def child(rounds: int) -> dict[str, Any]:
         slot_calls_before = slots.ROUND_TRIPS.total()
         st.proxy.calls.clear()
         spent.clear()
+        per_run.clear()
         ours_runs, bare_runs = [], []
         s3_ours: Counter[str] = Counter()
         s3_bare: Counter[str] = Counter()
@@ -239,7 +250,11 @@ def child(rounds: int) -> dict[str, Any]:
         label: (1000 * sum(v) / steps_run, 1000 * statistics.median(v), 1000 * max(v))
         for label, v in spent.items()
     }
+    runs = {label: 1000 * statistics.median(v) for label, v in per_run.items()}
+    inside = runs.pop("inside the flow function")
+    runs["Prefect's flow engine (create the run, states, logs, end)"] = 1000 * whole_ours - inside
     return {
+        "per_run": runs,
         "overhead_ms_per_step": per_step,
         "overhead_ms_per_step_whole_run": whole / STEPS,
         "overhead_ms_per_run_fixed": whole - per_step * STEPS,
