@@ -5,8 +5,8 @@ against the naive anchor (``httpx.get(url).content`` then one ``put_object``).
 Each side runs in a fresh interpreter of its own, after a small warm-up persist (so
 imports and clients are in place), and reports its peak RSS growth: the kernel's peak
 (``VmHWM``, reset through ``/proc/self/clear_refs`` right before) minus the RSS before.
-Ours is measured for one file, then (peak reset again) for all of them: the growth must
-not depend on the number of files.
+Ours is measured for one file, then (peak reset again) for all of them, both against the
+RSS before the first: the growth must not depend on the number of files.
 The files come from a small HTTP server and go to moto's S3 server, each in a process of
 its own, so neither holds the bytes in the measured process.
 """
@@ -176,9 +176,10 @@ def measure(side: str, files: int, size_mb: int, s3_url: str, files_url: str) ->
     persist = ours if side == "ours" else naive
     persist(_job(files_url, 1, MB, "warm-up"))  # imports, clients, thread pools
 
+    before = _rss_kb("VmRSS")  # both growths are from here, after the warm-up
+
     def peak_growth_mb(job: Any) -> tuple[float, float]:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        before = _rss_kb("VmRSS")
         started = time.perf_counter()
         persist(job)
         return (_rss_kb("VmHWM") - before) / 1024, time.perf_counter() - started
