@@ -116,7 +116,8 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
     with stack(time_scale, concurrency=CAP) as st:
         os.environ.update(st.flow_env())
         upsert_account_limit(CAP)
-        trips = slots.ROUND_TRIPS.total()
+        trips, kinds = slots.ROUND_TRIPS.total(), dict(slots.ROUND_TRIPS.counts)
+        handovers = slots.HANDOVERS.total()
         started = time.perf_counter()
         flows.legnext_batch(
             prompts=[f"{tag} {i}" for i in range(jobs)], steps=["diffusion"],
@@ -124,6 +125,9 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
         )  # fmt: skip
         wall = time.perf_counter() - started
         trips = slots.ROUND_TRIPS.total() - trips
+        handovers = slots.HANDOVERS.total() - handovers
+        kinds = {k: v - kinds.get(k, 0) for k, v in slots.ROUND_TRIPS.counts.items()}
+        print(f"{tag}: slot requests {kinds}, hand-overs {handovers}", file=sys.stderr)
         peak = st.sim.stats()["peak_in_flight"]
         with httpx.Client(base_url=st.sim.base_url, headers={"x-api-key": st.sim.api_key}) as c:
             metas = {
@@ -148,6 +152,7 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
         "mean_job": total / len(metas),
         "wall": wall,
         "trips": trips / len(metas),
+        "handovers": handovers / len(metas),
         "to_create": statistics.median(to_create),
         "to_return": statistics.median(to_return),
     }
@@ -165,6 +170,7 @@ def child(jobs: int, time_scale: float) -> dict[str, Any]:
         "mean_job_seconds": ours["mean_job"],
         "batch_wall_seconds": ours["wall"],
         "slot_round_trips_per_job": ours["trips"],
+        "slot_handovers_per_job": ours["handovers"],
         "slot_to_create_seconds_median": ours["to_create"],
         "job_end_to_wait_return_seconds_median": ours["to_return"],
         "utilisation_makespan_ratio_prefect_concurrency": anchor["ratio"],

@@ -364,13 +364,10 @@ class StepOutcome:
     duration_seconds: float
 
 
-def _dispatch(dispatched: Callable[..., Any], name: str, tags: set[str], /, *args: Any,
-              **kwargs: Any) -> Any:  # fmt: skip
+def _dispatch(dispatched: Callable[..., Any], name: str, /, *args: Any, **kwargs: Any) -> Any:
     """Run a task on the flow's task runner (threads, processes or Dask) and wait for it:
     only the task goes there, the step's bookkeeping stays in the flow's process."""
     named = cast(Any, _named(dispatched, name))
-    if tags:
-        named = named.with_options(tags=tags)
     if FlowRunContext.get() is None:  # a direct ``flow.fn(...)`` call: no task runner
         return named(*args, **kwargs)
     return named.submit(*args, **kwargs).result()
@@ -408,15 +405,18 @@ def run_step(
     ledger: JobLedger,
     label: str,
     metadata: dict[str, Any],
-    tags: set[str] | frozenset[str] = frozenset(),
+    name_prefix: str = "",
 ) -> StepOutcome:
     """One step, one way: read the ledger once; reuse the job an earlier attempt paid for
     or reserve the budget and submit once; wait; persist. Runs in the flow's process
     (so that one `PointBudget` sees every submit of the run); the submit, wait and
-    persist tasks go to the flow's task runner."""
+    persist tasks go to the flow's task runner, named for what they do after
+    `name_prefix` (a batch's chain). Never tagged: Prefect asks its server for a
+    concurrency slot of every tag of every task run (a round trip each, queued per
+    process), so tags cost a batch seconds per step. Our decision."""
     target = planned.step.endpoint
     where = f"step {planned.index} ({target.name})"
-    name = f"{planned.index} {target.name}"
+    name = f"{name_prefix}{planned.index} {target.name}"
     cost = target.cost(request, parent.points if parent is not None else None)
     key, fingerprint = _step_identity(settings.scope, planned, parent)
     found, recorded = _recorded_job(settings, ledger, key)
@@ -431,7 +431,7 @@ def run_step(
             job = recorded
         else:
             job = _dispatch(
-                submit_request, f"{name}: submit", set(tags), settings.credentials, request,
+                submit_request, f"{name}: submit", settings.credentials, request,
                 idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
                 known_absent=not found,
             )  # fmt: skip
@@ -440,14 +440,14 @@ def run_step(
         # Set here, once: the wait task's queueing, slow reads and retries all count.
         deadline = time.time() + settings.max_wait_seconds
         done: Job = _dispatch(
-            wait_for_job, f"{name}: wait {short}", set(tags), settings.credentials, job,
+            wait_for_job, f"{name}: wait {short}", settings.credentials, job,
             settings.max_wait_seconds, on_update=progress.status, deadline=deadline,
         )  # fmt: skip
     # A process or Dask worker calls its own copy of `progress`: say the end here.
     progress.status(done)
     duration = time.monotonic() - started
     stored: PersistedJob = _dispatch(
-        persist_outputs, f"{name}: persist {short}", set(tags), done, settings.bucket,
+        persist_outputs, f"{name}: persist {short}", done, settings.bucket,
         settings.key_prefix, metadata=metadata, credentials=settings.credentials,
         max_file_bytes=settings.max_file_bytes, file_timeout=settings.file_timeout,
         # A job this step submitted has nothing stored yet: skip looking (our decision).
@@ -466,7 +466,7 @@ def run_chain(
     budget: PointBudget,
     label: str = "",
     ledger: JobLedger | None = None,
-    tags: set[str] | frozenset[str] = frozenset(),
+    name_prefix: str = "",
 ) -> ChainResult:
     """Run a checked chain in the flow's process: each step submits, waits and persists
     before the next."""
@@ -504,7 +504,7 @@ def run_chain(
             budget=budget,
             ledger=ledger,
             label=label,
-            tags=tags,
+            name_prefix=name_prefix,
             metadata={
                 "step": planned.index,
                 "action": target.name,
@@ -787,11 +787,11 @@ def _run_chains(
         futures = []
         for i, (plan, label) in enumerate(zip(plans, labels, strict=True)):
             scoped = settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"})
-            tags = {f"chain {i + 1}: {label}"}
+            prefix = f"chain {i + 1} · "
             # Each thread gets its own copy of the flow run's context (task submission
             # and logging need it; one context cannot be entered by two threads).
             run = copy_context().run
-            futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, tags))
+            futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, prefix))
         try:
             results: list[ChainResult] = []
             for done, future in enumerate(futures, start=1):

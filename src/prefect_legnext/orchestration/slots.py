@@ -65,6 +65,7 @@ class RoundTrips:
 
 
 ROUND_TRIPS = RoundTrips()
+HANDOVERS = RoundTrips()  # slots passed between steps of this process: no round trip
 
 
 @dataclass
@@ -249,6 +250,7 @@ def release(limit: _Limit, lease: UUID | None) -> None:
         if limit.waiters:
             waiter = limit.waiters.popleft()
             waiter.lease = lease
+            HANDOVERS.add("handover")
             waiter.wake.set()
             _wake_first(limit)
             return
