@@ -9,8 +9,11 @@ starts its own renewal task. Here (our decisions):
 
 - **Hand-over in the process**: a step that finishes while another step of the same
   process waits for the limit passes its lease to it: no round trip, no idle slot.
-- **Prompt retries across processes**: a full limit is asked again after 0.1 s, then
-  longer (doubling, at most 1 s, jittered), not after the server's ``Retry-After``.
+- **Prompt retries across processes**: the first step in the process's line asks a
+  full limit again after 0.1 s, then longer (doubling, at most 1 s, jittered), not
+  after the server's ``Retry-After``; the others wait for a hand-over.
+- **No 2 s stalls**: a 503 or a dropped connection is asked again within 50-400 ms, and
+  idle connections are closed before the server closes them (`_post`, `_client`).
 - **One renewal thread per process** renews every lease it holds every
   `RENEW_FRACTION` of the lease: a live holder keeps its slot however long it waits;
   a SIGKILLed one stops renewing and its slot frees when the lease runs out (the
@@ -47,9 +50,9 @@ QUICK_RETRIES = (0.05, 0.1, 0.2, 0.4)  # seconds, see `_post`
 KEEPALIVE_SECONDS = 4.0  # below uvicorn's 5 s idle timeout (our decision, see `_client`)
 
 
-class RoundTrips:
-    """Slot requests sent to the Prefect server by this process, by kind (a benchmark
-    figure and a test's count)."""
+class Tally:
+    """Counts by kind, thread-safe: the slot requests this process sent to the Prefect
+    server, and its hand-overs (benchmark figures and tests' counts)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -64,8 +67,8 @@ class RoundTrips:
             return sum(self.counts.values())
 
 
-ROUND_TRIPS = RoundTrips()
-HANDOVERS = RoundTrips()  # slots passed between steps of this process: no round trip
+ROUND_TRIPS = Tally()
+HANDOVERS = Tally()  # slots passed between steps of this process: no round trip
 
 
 @dataclass
