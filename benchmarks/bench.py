@@ -31,7 +31,15 @@ from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
 
-SCENARIOS: list[str] = ["polling", "capacity", "simulator"]
+SCENARIOS: list[str] = [
+    "polling",
+    "capacity",
+    "overhead",
+    "utilisation",
+    "memory",
+    "import",
+    "simulator",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"

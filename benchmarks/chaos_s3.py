@@ -22,6 +22,7 @@ import socket
 import struct
 import sys
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,6 +38,8 @@ class S3ChaosProxy:
         self.error_rate = 0.0
         self.ledger_lose_rate = 0.0
         self.counts = {"requests": 0, "errors": 0, "lost_answers": 0, "refused_while_down": 0}
+        # Requests forwarded, by HTTP method (the benchmarks' S3 calls per step).
+        self.calls: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -115,6 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self._body()
         proxy.count("requests")
+        with proxy._lock:
+            proxy.calls[self.command] += 1
         if proxy.draw(proxy.error_rate):
             proxy.count("errors")
             self._throttle()

@@ -10,6 +10,8 @@ breaks their connection the way a flaky network or load balancer does:
   the client gets a truncated body (IncompleteRead). For answers with a body.
 - ``lose``: forward the request, let S3 process it, swallow its whole answer and
   reset the client's connection: the write happened, its answer is lost.
+- ``flip``: forward the request with one byte of its body changed: a body damaged on
+  the way, which S3 stores as it got it (moto checks no checksum).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from prefect_aws import S3Bucket
 
-Fault = Literal["reset", "cut", "lose"]
+Fault = Literal["reset", "cut", "lose", "flip"]
 _METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 
 
@@ -101,6 +103,10 @@ class S3FaultProxy:
                         _reset(upstream)
                         _reset(client)
                         return
+                if state["fault"] == "flip":
+                    data, flipped = _flipped(data)
+                    if flipped:
+                        state["fault"] = None
                 upstream.sendall(data)
         except OSError:
             pass
@@ -138,6 +144,16 @@ class S3FaultProxy:
             if head:
                 client.sendall(head)
             client.shutdown(socket.SHUT_WR)
+
+
+def _flipped(data: bytes) -> tuple[bytes, bool]:
+    """`data` with the middle byte of its body part inverted (a chunk that starts a
+    request has its header first); whether a byte was changed."""
+    start = data.find(b"\r\n\r\n") + 4 if data.startswith(_METHODS) else 0
+    if start >= len(data) or (start == 3 and data.startswith(_METHODS)):
+        return data, False
+    middle = start + (len(data) - start) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :], True
 
 
 def _reset(sock: socket.socket) -> None:

@@ -28,7 +28,7 @@ from prefect_legnext.orchestration.plans import ChainStep, default_mask
 from prefect_legnext.simulator import LegnextSimulator
 from prefect_legnext.simulator.images import polygon_mask
 from prefect_legnext.simulator.s3 import LocalS3Server
-from prefect_support import credentials_for
+from prefect_support import credentials_for, save_blocks
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -504,15 +504,6 @@ def test_one_budget_checks_every_submit_of_a_batch_on_a_process_pool(
     assert stats["duplicate_creates"] == 0
 
 
-def _saved_bucket(bucket: S3Bucket, sim: LegnextSimulator) -> dict[str, str]:
-    """`bucket` (e.g. reached through a proxy) and `sim`, saved as blocks for a flow."""
-    suffix = bucket.bucket_name.removeprefix("legnext-")
-    names = {"credentials_block": f"legnext-{suffix}", "storage_block": f"outputs-{suffix}"}
-    credentials_for(sim).save(names["credentials_block"], overwrite=True)
-    bucket.save(names["storage_block"], overwrite=True)
-    return names
-
-
 def test_a_new_step_reads_its_ledger_record_once(
     legnext_simulator_factory: Any, local_s3_server: LocalS3Server
 ) -> None:
@@ -521,7 +512,7 @@ def test_a_new_step_reads_its_ledger_record_once(
     sim = legnext_simulator_factory(time_scale=0.002)
     plan = FaultPlan("reset", times=0)  # breaks nothing: it counts S3 requests
     with S3FaultProxy(local_s3_server.endpoint_url, plan) as proxy:
-        names = _saved_bucket(bucket_through(proxy, local_s3_server.create_bucket()), sim)
+        names = save_blocks(bucket_through(proxy, local_s3_server.create_bucket()), sim)
         steps = [
             ChainStep(action="diffusion", prompt="read once"),
             ChainStep(action="upscale", options={"type": 1}),

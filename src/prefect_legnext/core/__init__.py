@@ -7,3 +7,5 @@ Floors, from the bottom: ``models``/``responses`` -> ``errors`` -> ``endpoints``
 (`prefect_legnext.orchestration`) and the simulator (`prefect_legnext.simulator`)
 import from here, never the other way.
 """
+
+from prefect_legnext.core import _httpx  # noqa: F401  (first: httpx without its CLI)

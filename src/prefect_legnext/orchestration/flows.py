@@ -32,7 +32,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.client.schemas.objects import FlowRun
-from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -42,7 +41,10 @@ from pydantic import BaseModel, Field
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration import slots
+from prefect_legnext.orchestration.background import background_writes, write_later
 from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.clients import legnext_client
 from prefect_legnext.orchestration.errors import BudgetExceededError
 from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
 from prefect_legnext.orchestration.plans import (
@@ -362,13 +364,10 @@ class StepOutcome:
     duration_seconds: float
 
 
-def _dispatch(dispatched: Callable[..., Any], name: str, tags: set[str], /, *args: Any,
-              **kwargs: Any) -> Any:  # fmt: skip
+def _dispatch(dispatched: Callable[..., Any], name: str, /, *args: Any, **kwargs: Any) -> Any:
     """Run a task on the flow's task runner (threads, processes or Dask) and wait for it:
     only the task goes there, the step's bookkeeping stays in the flow's process."""
     named = cast(Any, _named(dispatched, name))
-    if tags:
-        named = named.with_options(tags=tags)
     if FlowRunContext.get() is None:  # a direct ``flow.fn(...)`` call: no task runner
         return named(*args, **kwargs)
     return named.submit(*args, **kwargs).result()
@@ -381,17 +380,18 @@ def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> tuple[b
     record = ledger.get(key)
     if record is None or record.job_id is None:
         return record is not None, None
-    with settings.credentials.get_client() as client:  # a free read
-        job = client.get_job(record.job_id)
+    job = legnext_client(settings.credentials).get_job(record.job_id)  # a free read
     return True, None if job.is_failed else job
 
 
 @contextmanager
 def account_slot(limit: str = ACCOUNT_LIMIT) -> Iterator[None]:
-    """Hold one slot of `limit` (``legnext-account``) on a short lease that Prefect renews
-    in the background while it is held: a live step keeps its slot however long it
-    waits, a killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`)."""
-    with concurrency(limit, occupy=1, lease_duration=ACCOUNT_LEASE_SECONDS):
+    """Hold one slot of `limit` (``legnext-account``) on a short lease renewed in the
+    background while it is held: a live step keeps its slot however long it waits, a
+    killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`). Two server
+    round trips per step; a slot freed in this process goes straight to a step of this
+    process waiting for one (`slots`)."""
+    with slots.held(limit, ACCOUNT_LEASE_SECONDS):
         yield
 
 
@@ -405,15 +405,18 @@ def run_step(
     ledger: JobLedger,
     label: str,
     metadata: dict[str, Any],
-    tags: set[str] | frozenset[str] = frozenset(),
+    name_prefix: str = "",
 ) -> StepOutcome:
     """One step, one way: read the ledger once; reuse the job an earlier attempt paid for
     or reserve the budget and submit once; wait; persist. Runs in the flow's process
     (so that one `PointBudget` sees every submit of the run); the submit, wait and
-    persist tasks go to the flow's task runner."""
+    persist tasks go to the flow's task runner, named for what they do after
+    `name_prefix` (a batch's chain). Never tagged: Prefect asks its server for a
+    concurrency slot of every tag of every task run (a round trip each, queued per
+    process), so tags cost a batch seconds per step. Our decision."""
     target = planned.step.endpoint
     where = f"step {planned.index} ({target.name})"
-    name = f"{planned.index} {target.name}"
+    name = f"{name_prefix}{planned.index} {target.name}"
     cost = target.cost(request, parent.points if parent is not None else None)
     key, fingerprint = _step_identity(settings.scope, planned, parent)
     found, recorded = _recorded_job(settings, ledger, key)
@@ -428,7 +431,7 @@ def run_step(
             job = recorded
         else:
             job = _dispatch(
-                submit_request, f"{name}: submit", set(tags), settings.credentials, request,
+                submit_request, f"{name}: submit", settings.credentials, request,
                 idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
                 known_absent=not found,
             )  # fmt: skip
@@ -437,16 +440,18 @@ def run_step(
         # Set here, once: the wait task's queueing, slow reads and retries all count.
         deadline = time.time() + settings.max_wait_seconds
         done: Job = _dispatch(
-            wait_for_job, f"{name}: wait {short}", set(tags), settings.credentials, job,
+            wait_for_job, f"{name}: wait {short}", settings.credentials, job,
             settings.max_wait_seconds, on_update=progress.status, deadline=deadline,
         )  # fmt: skip
     # A process or Dask worker calls its own copy of `progress`: say the end here.
     progress.status(done)
     duration = time.monotonic() - started
     stored: PersistedJob = _dispatch(
-        persist_outputs, f"{name}: persist {short}", set(tags), done, settings.bucket,
+        persist_outputs, f"{name}: persist {short}", done, settings.bucket,
         settings.key_prefix, metadata=metadata, credentials=settings.credentials,
         max_file_bytes=settings.max_file_bytes, file_timeout=settings.file_timeout,
+        # A job this step submitted has nothing stored yet: skip looking (our decision).
+        check_existing=recorded is not None,
     )  # fmt: skip
     progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
     return StepOutcome(
@@ -461,7 +466,7 @@ def run_chain(
     budget: PointBudget,
     label: str = "",
     ledger: JobLedger | None = None,
-    tags: set[str] | frozenset[str] = frozenset(),
+    name_prefix: str = "",
 ) -> ChainResult:
     """Run a checked chain in the flow's process: each step submits, waits and persists
     before the next."""
@@ -499,7 +504,7 @@ def run_chain(
             budget=budget,
             ledger=ledger,
             label=label,
-            tags=tags,
+            name_prefix=name_prefix,
             metadata={
                 "step": planned.index,
                 "action": target.name,
@@ -528,7 +533,7 @@ def run_chain(
             files=stored.files,
         )
         results.append(result)
-        _step_artifact(settings, label, result, stored)
+        write_later(_step_artifact, settings, label, result, stored)
         logger.info(
             "step %d (%s) done: job %s, %d points, %.1fs",
             planned.index, target.name, done.job_id, done.points, outcome.duration_seconds,
@@ -759,8 +764,9 @@ def legnext_pipeline(
         image_source, idempotency_scope,
     )  # fmt: skip
     first = steps[0]  # plan_chain refused an empty chain
-    result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
-    _summary_artifact(settings, [result], "legnext-chain-summary")
+    with background_writes():
+        result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
+        write_later(_summary_artifact, settings, [result], "legnext-chain-summary")
     return result
 
 
@@ -781,11 +787,11 @@ def _run_chains(
         futures = []
         for i, (plan, label) in enumerate(zip(plans, labels, strict=True)):
             scoped = settings.model_copy(update={"scope": f"{settings.scope}/chain-{i}"})
-            tags = {f"chain {i + 1}: {label}"}
+            prefix = f"chain {i + 1} · "
             # Each thread gets its own copy of the flow run's context (task submission
             # and logging need it; one context cannot be entered by two threads).
             run = copy_context().run
-            futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, tags))
+            futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, prefix))
         try:
             results: list[ChainResult] = []
             for done, future in enumerate(futures, start=1):
@@ -845,6 +851,7 @@ def legnext_batch(
         for listener in list(BATCH_LISTENERS):
             listener(done, len(plans))
 
-    results = _run_chains(plans, labels, settings, budget, chain_done)
-    _summary_artifact(settings, results, "legnext-batch-summary")
+    with background_writes():
+        results = _run_chains(plans, labels, settings, budget, chain_done)
+        write_later(_summary_artifact, settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

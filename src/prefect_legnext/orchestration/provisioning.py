@@ -28,13 +28,23 @@ def register_blocks() -> list[str]:
     return registered
 
 
+# Servers on which this process has seen ``legnext-account``: it is checked once per
+# process, not once per run (a round trip each). Our decision: a limit deleted while a
+# worker runs is not re-created by it (the slots then go unenforced, with a warning).
+_LIMIT_SEEN: set[str] = set()
+
+
 def ensure_account_limit(limit: int) -> None:
     """Create ``legnext-account`` when missing; an existing limit is the operator's
     setting and is left as it is (`upsert_account_limit` changes it)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
 
+    server = str(PREFECT_API_URL.value() or "")
+    if server and server in _LIMIT_SEEN:
+        return
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(ACCOUNT_LIMIT)
@@ -43,6 +53,8 @@ def ensure_account_limit(limit: int) -> None:
                 client.create_global_concurrency_limit(
                     GlobalConcurrencyLimitCreate(name=ACCOUNT_LIMIT, limit=limit)
                 )
+    if server:
+        _LIMIT_SEEN.add(server)
 
 
 def upsert_account_limit(limit: int) -> None:

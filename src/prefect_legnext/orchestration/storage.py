@@ -2,7 +2,7 @@
 
 Each output URL is streamed (httpx) through SHA-256 into a spooled temporary file
 (memory up to 2 MiB, then disk) and uploaded with boto3's managed transfer
-(multipart above 8 MiB, two parts in flight). Spooling rather than piping means an S3 retry never
+(multipart above 8 MiB, one part in flight). Spooling rather than piping means an S3 retry never
 needs the Legnext URL again, which may have expired by then; memory stays bounded.
 
 Downloads keep to `prefect_legnext.core.fetch`'s limits: http(s) only, at most 5
@@ -19,11 +19,21 @@ Keys, under the bucket's folder::
 
 Objects carry their SHA-256 as metadata ``sha256``; an object already there with
 the same hash and size is not uploaded again, and a job whose sidecar lists files
-that are all present is not downloaded again.
+that are all present is not downloaded again. A caller that knows nothing can be
+stored yet (a job submitted by this very step) passes ``check_existing=False`` and
+skips those reads.
+
+A file up to `PART_BYTES` is one PUT carrying its SHA-256 (``ChecksumSHA256``: S3
+refuses a body that does not match) and its MD5 (``Content-MD5``); the store's answer
+is then checked against our hashes (the checksum it echoes, else a plain-MD5 ETag), so
+no HEAD follows. A store that answers with neither is checked with one HEAD (the
+size), as is a multipart upload (larger files, streamed from the temporary file).
+A mismatch deletes the object and fails the upload (transient: the task retries).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -74,6 +84,7 @@ from prefect_legnext.core.fetch import (
     scheme_refusal,
 )
 from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration.clients import download_client
 from prefect_legnext.orchestration.errors import (
     BucketNotFoundError,
     DownloadError,
@@ -91,7 +102,6 @@ logger = logging.getLogger("prefect_legnext.orchestration.storage")
 
 SPOOL_BYTES = 2 * 1024 * 1024  # files up to this stay in memory, larger ones go to disk
 PART_BYTES = 8 * 1024 * 1024  # multipart above this, in parts of this size
-UPLOAD_THREADS = 2  # parts in flight: memory is about PART_BYTES * UPLOAD_THREADS
 CHUNK_BYTES = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
 DEFAULT_PREFIX = "legnext"
@@ -141,6 +151,7 @@ def persist_job(
     refresh: Callable[[str], Job] | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     file_timeout: float = DEFAULT_FILE_TIMEOUT,
+    check_existing: bool = True,
 ) -> PersistedJob:
     """Store every output of a completed `job` in `bucket` with a JSON sidecar.
 
@@ -156,6 +167,9 @@ def persist_job(
         max_file_bytes: the largest file stored; a larger one is refused (by its
             Content-Length up front, else cut off while streaming).
         file_timeout: seconds one file may take, redirects and retries included.
+        check_existing: look for outputs already stored (the sidecar, then each file)
+            and keep them; False when nothing can be there yet (a job this step
+            submitted): a retry after a partial upload then uploads again, harmlessly.
 
     Raises:
         OutputExpiredError: an output URL no longer serves its file and no fresh one
@@ -171,24 +185,20 @@ def persist_job(
     s3 = s3_client(bucket)
     folder = job_folder(bucket, prefix, job.job_id)
     sidecar_key = f"{folder}/job.json"
-    stored = _stored_sidecar(s3, bucket, sidecar_key)
+    stored = _stored_sidecar(s3, bucket, sidecar_key) if check_existing else None
     if stored is not None:
         logger.info("outputs of job %s already stored under %s", job.job_id, folder)
         return stored
 
     sources = _Sources(job, refresh)
-    owns_http = http is None
-    http = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0))
-    try:
-        store = partial(_persist_source, s3, bucket, http, sources, limits)
-        files = [store(f"{folder}/{n}", n) for n in range(len(job.output_urls))]
-        grid = None
-        output = job.output
-        if include_grid and output and output.image_url and output.image_url not in job.output_urls:
-            grid = store(f"{folder}/grid", None)
-    finally:
-        if owns_http:
-            http.close()
+    store = partial(
+        _persist_source, s3, bucket, http or download_client(), sources, limits, check_existing
+    )
+    files = [store(f"{folder}/{n}", n) for n in range(len(job.output_urls))]
+    grid = None
+    output = job.output
+    if include_grid and output and output.image_url and output.image_url not in job.output_urls:
+        grid = store(f"{folder}/grid", None)
     job = sources.job  # the URLs actually read, fresh ones included
 
     sidecar_uri = f"s3://{bucket.bucket_name}/{sidecar_key}"
@@ -331,6 +341,7 @@ def _persist_source(
     http: httpx.Client,
     sources: _Sources,
     limits: FetchLimits,
+    check_existing: bool,
     stem: str,
     index: int | None,
 ) -> PersistedFile:
@@ -341,13 +352,13 @@ def _persist_source(
     if url is None:  # the job as read again lists fewer outputs
         raise OutputExpiredError(f"{what} of job {sources.job.job_id} has no URL any more")
     try:
-        return _persist_url(s3, bucket, http, url, stem, index, limits)
+        return _persist_url(s3, bucket, http, url, stem, index, limits, check_existing)
     except OutputExpiredError as exc:
         expired = exc
     fresh = sources.fresh(index)
     if fresh is not None:
         try:
-            return _persist_url(s3, bucket, http, fresh, stem, index, limits)
+            return _persist_url(s3, bucket, http, fresh, stem, index, limits, check_existing)
         except OutputExpiredError as exc:
             expired, url = exc, fresh
     raise OutputExpiredError(
@@ -364,13 +375,15 @@ def _persist_url(
     stem: str,
     index: int | None,
     limits: FetchLimits,
+    check_existing: bool = True,
 ) -> PersistedFile:
     # Nothing is uploaded before the whole file is here, checked and hashed: a refused,
     # cut or mismatched download never leaves an object (or a multipart upload) behind.
     with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        digest, size, content_type = _download(http, url, spool, limits)
+        hashes, size, content_type = _download(http, url, spool, limits)
+        digest = hashes.sha256.hexdigest()
         key = f"{stem}{_extension(url, content_type)}"
-        head = _head(s3, bucket, key)
+        head = _head(s3, bucket, key) if check_existing else None
         reused = (
             head is not None
             and head["ContentLength"] == size
@@ -378,13 +391,7 @@ def _persist_url(
         )
         if not reused:
             spool.seek(0)
-            _upload(s3, bucket, spool, key, digest, content_type)
-            head = _head(s3, bucket, key)
-            if head is None or head["ContentLength"] != size:
-                raise StorageError(
-                    f"s3://{bucket.bucket_name}/{key} holds "
-                    f"{head['ContentLength'] if head else 'no'} bytes after upload, expected {size}"
-                )
+            _upload(s3, bucket, spool, key, hashes, size, content_type)
     return PersistedFile(
         uri=f"s3://{bucket.bucket_name}/{key}",
         bucket=bucket.bucket_name,
@@ -398,9 +405,22 @@ def _persist_url(
     )
 
 
+class _Hashes:
+    """The hashes of one download: SHA-256 (ours, kept) and MD5 (what S3's ETag of a
+    single PUT is, so the upload's answer proves what was stored)."""
+
+    def __init__(self) -> None:
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    def update(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        self.md5.update(chunk)
+
+
 def _download(
     http: httpx.Client, url: str, sink: IO[bytes], limits: FetchLimits
-) -> tuple[str, int, str]:
+) -> tuple[_Hashes, int, str]:
     """Stream `url` into `sink`, hashing as it goes, within `limits` (one deadline for
     every attempt); a failure that may pass is tried again while time is left."""
     deadline = Deadline(limits.timeout)
@@ -419,7 +439,7 @@ def _download(
 
 def _fetch_once(
     http: httpx.Client, url: str, sink: IO[bytes], limits: FetchLimits, deadline: Deadline
-) -> tuple[str, int, str]:
+) -> tuple[_Hashes, int, str]:
     """One attempt: the transport's failures become `DownloadError` (transient)."""
     try:
         with _open(http, url, limits, deadline) as response:
@@ -432,7 +452,7 @@ def _fetch_once(
                 raise DownloadError(
                     f"output URL {redact(url)} answered HTTP {response.status_code}"
                 )
-            digest, size = _read_body(response, sink, url, limits, deadline)
+            hashes, size = _read_body(response, sink, url, limits, deadline)
             content_type = response.headers.get("content-type", "").split(";")[0].strip()
     except httpx.InvalidURL as exc:
         raise DownloadRefusedError(f"refusing {redact(url)}: {exc}") from exc
@@ -440,7 +460,7 @@ def _fetch_once(
         if deadline.expired:
             raise _too_slow(url, limits) from exc
         raise DownloadError(f"downloading {redact(url)} failed: {type(exc).__name__}") from exc
-    return digest, size, content_type or _guess_type(url)
+    return hashes, size, content_type or _guess_type(url)
 
 
 @contextmanager
@@ -471,12 +491,12 @@ def _open(
 
 def _read_body(
     response: httpx.Response, sink: IO[bytes], url: str, limits: FetchLimits, deadline: Deadline
-) -> tuple[str, int]:
+) -> tuple[_Hashes, int]:
     """Hash and write the body, cutting it off past the byte or time limit."""
     refusal = length_refusal(response, limits.max_bytes)
     if refusal is not None:
         raise DownloadRefusedError(f"refusing {redact(url)}: it {refusal} (max_file_bytes)")
-    hasher = hashlib.sha256()
+    hasher = _Hashes()
     size = 0
     # Chunks as they arrive (no chunk size), so the limits are checked after every read.
     for chunk in response.iter_bytes():
@@ -493,7 +513,7 @@ def _read_body(
     mismatch = length_mismatch(response)
     if mismatch is not None:
         raise DownloadError(f"output URL {redact(url)} {mismatch}")
-    return hasher.hexdigest(), size
+    return hasher, size
 
 
 def _too_slow(url: str, limits: FetchLimits) -> DownloadError:
@@ -503,25 +523,77 @@ def _too_slow(url: str, limits: FetchLimits) -> DownloadError:
 
 
 def _upload(
-    s3: Any, bucket: S3Bucket, body: IO[bytes], key: str, digest: str, content_type: str
+    s3: Any,
+    bucket: S3Bucket,
+    body: IO[bytes],
+    key: str,
+    hashes: _Hashes,
+    size: int,
+    content_type: str,
+) -> None:
+    """Upload `body` under `key` and prove what the store holds (see the module
+    docstring): one PUT for a file up to `PART_BYTES`, else multipart and a HEAD."""
+    digest = hashes.sha256.hexdigest()
+    extra = {"ContentType": content_type, "Metadata": {"sha256": digest}}
+    if size <= PART_BYTES:
+        answer = _s3_call(
+            bucket, s3.put_object, Bucket=bucket.bucket_name, Key=key, Body=body,
+            ContentLength=size, ContentMD5=base64.b64encode(hashes.md5.digest()).decode(),
+            ChecksumSHA256=base64.b64encode(hashes.sha256.digest()).decode(), **extra,
+        )  # fmt: skip
+        proof = _proof(answer, hashes)
+        if proof is True:
+            return
+        if proof is False:
+            _s3_call(bucket, s3.delete_object, Bucket=bucket.bucket_name, Key=key)
+            raise StorageUnavailableError(
+                f"s3://{bucket.bucket_name}/{key}: the store holds other bytes than were "
+                "sent (damaged on the way); removed, safe to retry"
+            )
+    else:
+        _upload_multipart(s3, bucket, body, key, extra)
+    head = _head(s3, bucket, key)
+    if head is None or head["ContentLength"] != size:
+        raise StorageError(
+            f"s3://{bucket.bucket_name}/{key} holds "
+            f"{head['ContentLength'] if head else 'no'} bytes after upload, expected {size}"
+        )
+
+
+def _proof(answer: dict[str, Any], hashes: _Hashes) -> bool | None:
+    """Whether a single PUT's answer proves the store holds our bytes: True (its SHA-256
+    checksum, else its plain-MD5 ETag, matches), False (either differs), None (it says
+    neither, e.g. an ETag of an encrypted object: a HEAD decides)."""
+    checksum = answer.get("ChecksumSHA256")
+    if checksum:
+        return bool(checksum == base64.b64encode(hashes.sha256.digest()).decode())
+    etag = str(answer.get("ETag", "")).strip('"')
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+        return etag == hashes.md5.hexdigest()
+    return None
+
+
+def _upload_multipart(
+    s3: Any, bucket: S3Bucket, body: IO[bytes], key: str, extra: dict[str, Any]
 ) -> None:
     from boto3.s3.transfer import TransferConfig
 
+    # Parts are read and sent by the calling thread, one at a time (our decision): with
+    # s3transfer's threads each upload's new threads took fresh malloc arenas, whose freed
+    # parts stayed resident, so peak memory grew with the number of files persisted.
     config = TransferConfig(
-        multipart_threshold=PART_BYTES,
-        multipart_chunksize=PART_BYTES,
-        max_concurrency=UPLOAD_THREADS,
+        multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, use_threads=False
     )
     # s3transfer buffers up to this many parts of a file object in memory (default 10,
-    # i.e. 80 MiB): keep it to the parts in flight so memory does not grow with the file.
-    config.max_in_memory_upload_chunks = UPLOAD_THREADS
+    # i.e. 80 MiB): keep it to the part in flight so memory does not grow with the file.
+    config.max_in_memory_upload_chunks = 1
     _s3_call(
         bucket,
         s3.upload_fileobj,
         body,
         bucket.bucket_name,
         key,
-        ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": digest}},
+        ExtraArgs=extra,
         Config=config,
     )
 

@@ -43,7 +43,12 @@ from prefect.utilities.asyncutils import run_sync_in_worker_thread
 from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.endpoints import endpoint_for
-from prefect_legnext.core.errors import JobFailedError, JobTimeoutError, RateLimitedError
+from prefect_legnext.core.errors import (
+    JobFailedError,
+    JobTimeoutError,
+    RateLimitedError,
+    TransportError,
+)
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest
 from prefect_legnext.core.responses import Balance, Job
@@ -51,6 +56,7 @@ from prefect_legnext.orchestration import _generated_tasks
 from prefect_legnext.orchestration._generated_tasks import *  # noqa: F403  (submit_<endpoint>, asubmit_<endpoint>)
 from prefect_legnext.orchestration._generated_tasks import ENDPOINT_TASKS
 from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.clients import LEGNEXT_CLIENTS, legnext_client
 from prefect_legnext.orchestration.ledger import (
     JobLedger,
     OnUnknown,
@@ -93,14 +99,19 @@ def _asked_wait(error: RateLimitedError, deadline: float | None = None) -> float
 def _client(
     credentials: LegnextCredentials, deadline: float | None = None
 ) -> Iterator[LegnextClient]:
-    """A client whose 429 with a Retry-After longer than its own backoff holds the task
-    that long (at most until `deadline`) before failing, so that Prefect's retry does not
-    come before Legnext asked."""
+    """The process's shared client of `credentials` (`clients.legnext_client`), whose
+    429 with a Retry-After longer than its own backoff holds the task that long (at most
+    until `deadline`) before failing, so that Prefect's retry does not come before
+    Legnext asked. After a transport failure the shared client is dropped: Prefect's
+    retry gets a fresh one."""
+    client = legnext_client(credentials)
     try:
-        with credentials.get_client() as client:
-            yield client
+        yield client
     except RateLimitedError as exc:
         time.sleep(_asked_wait(exc, deadline))
+        raise
+    except TransportError:
+        LEGNEXT_CLIENTS.discard(client)
         raise
 
 
@@ -507,11 +518,12 @@ def _persist(
     credentials: LegnextCredentials | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     file_timeout: float = DEFAULT_FILE_TIMEOUT,
+    check_existing: bool = True,
 ) -> PersistedJob:
     result = persist_job(
         job, bucket, prefix, metadata=metadata, include_grid=include_grid,
         refresh=_job_reader(credentials), max_file_bytes=max_file_bytes,
-        file_timeout=file_timeout,
+        file_timeout=file_timeout, check_existing=check_existing,
     )  # fmt: skip
     reused = sum(f.reused for f in result.files)
     get_run_logger().info(
@@ -531,11 +543,12 @@ async def apersist_outputs(
     credentials: LegnextCredentials | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     file_timeout: float = DEFAULT_FILE_TIMEOUT,
+    check_existing: bool = True,
 ) -> PersistedJob:
     """Stream a completed job's outputs into S3. See `persist_outputs`."""
     return await run_sync_in_worker_thread(
         _persist, job, bucket, prefix, metadata, include_grid, credentials, max_file_bytes,
-        file_timeout,
+        file_timeout, check_existing,
     )  # fmt: skip
 
 
@@ -550,6 +563,7 @@ def persist_outputs(
     credentials: LegnextCredentials | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     file_timeout: float = DEFAULT_FILE_TIMEOUT,
+    check_existing: bool = True,
 ) -> PersistedJob:
     """Stream a completed job's outputs into S3 with a JSON sidecar, idempotently.
 
@@ -564,13 +578,16 @@ def persist_outputs(
             `DownloadRefusedError`, not retried.
         file_timeout: seconds one file may take (default 600), a `DownloadError`
             (retried) when passed.
+        check_existing: look for outputs stored before and keep them (default); False
+            skips those reads when none can exist (a job submitted by this step).
 
     Returns:
         Small typed records (S3 URI, sha256, size, content type), never bytes.
     """
     return _persist(
-        job, bucket, prefix, metadata, include_grid, credentials, max_file_bytes, file_timeout
-    )
+        job, bucket, prefix, metadata, include_grid, credentials, max_file_bytes, file_timeout,
+        check_existing,
+    )  # fmt: skip
 
 
 def submit_task_for(endpoint_name: str, *, is_async: bool = False) -> Any:
