@@ -178,3 +178,16 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):  # a loaded 2-core machine
         yield
+        _drain_prefect_workers(timeout=60)
+
+
+def _drain_prefect_workers(timeout: float) -> None:
+    """Drain Prefect's event and API-log workers with a bound, before the harness drains
+    them without one: a CI run hung for good in the harness's exit, waiting on a worker
+    whose loop never answered. A drain stops and forgets each instance, so the
+    harness's own drain then has nothing left to wait for."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        worker.drain_all(timeout=timeout)
