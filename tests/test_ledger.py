@@ -568,34 +568,48 @@ def test_an_unresolved_record_names_the_jobs_it_could_not_tell_apart(
     assert sim.stats()["jobs_total"] == 2  # nothing new was paid for
 
 
+def _lost_a_beside_live_b(ledger: JobLedger, request: DiffusionRequest) -> None:
+    """Record "a" lost its create's answer; record "b" is a live submit of the type."""
+    from prefect_legnext.core.endpoints import endpoint
+    from prefect_legnext.orchestration.ledger import body_sha256
+
+    ledger.put(_record("b"))
+    ledger.put(_record("a", state="unknown", body_sha256=body_sha256(endpoint("diffusion"),
+                                                                     request)))  # fmt: skip
+
+
+def _submit_a_while_b_is_answered(
+    client: Any, ledger: JobLedger, request: DiffusionRequest, b_job: Callable[[], Job]
+) -> tuple[Job, bool]:
+    """Submit "a" while, 1.5 s in, "b" gets its answer (`b_job`) and records its job."""
+
+    def b_is_answered() -> None:
+        theirs = b_job()
+        assert ledger.claim_job(theirs.job_id, "b")
+        ledger.put(_record("b", state="submitted", job_id=theirs.job_id))
+
+    answer = threading.Timer(1.5, b_is_answered)
+    answer.start()
+    try:
+        return submit_once(client, ledger, request, "a")
+    finally:
+        answer.join()
+
+
 def test_a_lost_answer_waits_for_a_live_submit_of_its_type_then_adopts_its_job(
     ledger: JobLedger, legnext_simulator_factory: Any
 ) -> None:
     # A's create lost its answer; B's POST is in flight (its record says "submitting",
     # written moments ago). The one active job may be B's, so A waits for B instead of
     # giving up: B gets its answer and records its own job, and A adopts the one left.
-    from prefect_legnext.core.endpoints import endpoint
-    from prefect_legnext.orchestration.ledger import body_sha256
-
     sim = legnext_simulator_factory(time_scale=0.05)
     request = DiffusionRequest(text="A's")
     with legnext_client_for(sim) as client:
         ours = client.create(DiffusionRequest(text="made by A's lost create"))
-        ledger.put(_record("b"))
-        digest = body_sha256(endpoint("diffusion"), request)
-        ledger.put(_record("a", state="unknown", body_sha256=digest))
-
-        def b_is_answered() -> None:
-            theirs = client.create(DiffusionRequest(text="B's, answered"))
-            assert ledger.claim_job(theirs.job_id, "b")
-            ledger.put(_record("b", state="submitted", job_id=theirs.job_id))
-
-        answer = threading.Timer(1.5, b_is_answered)
-        answer.start()
-        try:
-            job, reused = submit_once(client, ledger, request, "a")
-        finally:
-            answer.join()
+        _lost_a_beside_live_b(ledger, request)
+        job, reused = _submit_a_while_b_is_answered(
+            client, ledger, request, lambda: client.create(DiffusionRequest(text="B's, answered"))
+        )
     assert reused is True and job.job_id == ours.job_id
     assert ledger.job_holder(ours.job_id) == "a"
     assert sim.stats()["jobs_total"] == 2  # nothing new was paid for
@@ -605,28 +619,13 @@ def test_a_live_submit_that_records_the_only_candidate_leaves_nothing_to_adopt(
     ledger: JobLedger, legnext_simulator_factory: Any
 ) -> None:
     # The same wait, when the one active job turns out to be B's: A must not take it.
-    from prefect_legnext.core.endpoints import endpoint
-    from prefect_legnext.orchestration.ledger import body_sha256
-
     sim = legnext_simulator_factory(time_scale=0.05)
     request = DiffusionRequest(text="A's")
     with legnext_client_for(sim) as client:
         theirs = client.create(DiffusionRequest(text="B's, answered late"))
-        ledger.put(_record("b"))
-        digest = body_sha256(endpoint("diffusion"), request)
-        ledger.put(_record("a", state="unknown", body_sha256=digest))
-
-        def b_is_answered() -> None:
-            assert ledger.claim_job(theirs.job_id, "b")
-            ledger.put(_record("b", state="submitted", job_id=theirs.job_id))
-
-        answer = threading.Timer(1.5, b_is_answered)
-        answer.start()
-        try:
-            with pytest.raises(OutcomeUnknownError):
-                submit_once(client, ledger, request, "a")
-        finally:
-            answer.join()
+        _lost_a_beside_live_b(ledger, request)
+        with pytest.raises(OutcomeUnknownError):
+            _submit_a_while_b_is_answered(client, ledger, request, lambda: theirs)
     assert ledger.job_holder(theirs.job_id) == "b"
     assert ledger.get("a").job_id is None  # type: ignore[union-attr]
     assert sim.stats()["jobs_total"] == 1
