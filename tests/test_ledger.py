@@ -405,7 +405,9 @@ def test_a_503_on_create_is_concluded_not_created_once_no_job_shows(
         assert record.answered_at is not None
         assert sim.stats()["requests"]["POST diffusion"] == 1 + ANSWERED_5XX_ROUNDS
         sim.set_faults({})
-        job, reused = submit_once(client, ledger, request, "k503", window_scale=0.01)
+        # A retry moments after the last 503 waits until a job it made would show
+        # (1 s at this scale) rather than stopping with "outcome unknown".
+        job, reused = submit_once(client, ledger, request, "k503", window_scale=0.2)
         again, reused_again = submit_once(client, ledger, request, "k503")
     assert reused is False and again.job_id == job.job_id and reused_again is True
     stats = sim.stats()

@@ -556,6 +556,9 @@ def _settle(
 ) -> tuple[Job, bool]:
     """An unresolved record: adopt its job, or conclude it made none and submit again,
     or stop (or resubmit, at the caller's request) while neither can be told."""
+    # A retry moments after a 5xx would otherwise look before a job it made could show,
+    # and stop with "outcome unknown" for want of a few seconds.
+    _wait_until_settled(record, window_scale)
     seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
     if seen.job is not None:
         return seen.job, True
@@ -651,9 +654,7 @@ def _post(
         if not answered or seen.candidates != 0 or rounds >= ANSWERED_5XX_ROUNDS:
             raise
         # A 5xx: look again once a job it made would show, then decide (our decision).
-        settled = _settled_at(record, window_scale)
-        if settled is not None:
-            time.sleep(max(0.0, (settled - _now()).total_seconds()))
+        _wait_until_settled(record, window_scale)
         seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
         if seen.job is not None:
             return seen.job, True
@@ -910,6 +911,15 @@ def _settled_at(record: LedgerRecord, window_scale: float) -> datetime | None:
     if record.answered_at is None:
         return None
     return record.answered_at + ANSWERED_5XX_SETTLE * window_scale
+
+
+def _wait_until_settled(record: LedgerRecord, window_scale: float) -> None:
+    """Sleep until `_settled_at` (at most ANSWERED_5XX_SETTLE), when it is still ahead."""
+    settled = _settled_at(record, window_scale)
+    if settled is not None:
+        # Capped: `answered_at` may come from another machine's clock.
+        longest = ANSWERED_5XX_SETTLE.total_seconds() * window_scale
+        time.sleep(min(longest, max(0.0, (settled - _now()).total_seconds())))
 
 
 def _expires_at(record: LedgerRecord, window_scale: float = 1.0) -> datetime:
