@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # --- Legnext HTTP client tests: client runner, task objects, fake clock ---------------------------
 import asyncio
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -18,6 +20,10 @@ from prefect_legnext.core.active_tasks import forget_watches
 from prefect_legnext.core.client import AsyncLegnextClient, LegnextClient
 from prefect_legnext.core.durations import DURATIONS
 from prefect_legnext.core.retry import RetryPolicy
+
+# The clock gauges' shared estimates (core/clock.py) of this run, not the machine's:
+# tests' simulators come and go on reused ports with clocks of their own.
+os.environ.setdefault("PREFECT_LEGNEXT_CLOCK_DIR", tempfile.mkdtemp(prefix="legnext-clock-"))
 
 CLIENT_BASE_URL = "https://api.legnext.test"
 CLIENT_API_KEY = "lgx-test-9f8e7d6c5b4a39281706"

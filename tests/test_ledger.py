@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from prefect_legnext.core.models import DiffusionRequest
 from prefect_legnext.orchestration import ledger as ledger_module
 from prefect_legnext.orchestration.errors import BucketNotFoundError, StorageUnavailableError
 from prefect_legnext.orchestration.ledger import (
+    CLOCK_MARGIN,
     JobLedger,
     LedgerRecord,
     LocalLedger,
@@ -418,20 +420,46 @@ def test_a_503_on_create_is_concluded_not_created_once_no_job_shows(
 def test_a_503_on_create_is_not_concluded_while_a_job_that_may_be_its_is_active(
     ledger: JobLedger, legnext_simulator_factory: Any
 ) -> None:
-    # Two unclaimed jobs of the type are active (say, two lost creates of other
-    # submits): either may be this submit's, so its 503 is not taken for "none made".
+    # Two unclaimed jobs of the type turn up moments after the last 503 (say, two lost
+    # creates of other submits, or a backend that made this one's late): either may be
+    # this submit's, so its 503 is not taken for "none made".
+    from prefect_legnext.orchestration.ledger import ANSWERED_5XX_ROUNDS
+
     sim = legnext_simulator_factory(time_scale=0.5)  # they stay active throughout
     with legnext_client_for(sim) as client:
-        seen = [client.create(DiffusionRequest(text=f"unclaimed {n}")) for n in (1, 2)]
         sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
         request = DiffusionRequest(text="503 while candidates are active")
         with pytest.raises(OutcomeUnknownError, match="HTTP 503"):
             submit_once(client, ledger, request, "k503", window_scale=0.01)
         sim.set_faults({})
+        seen = [client.create(DiffusionRequest(text=f"unclaimed {n}")) for n in (1, 2)]
         with pytest.raises(OutcomeUnknownError, match=f"{seen[0].job_id}, {seen[1].job_id}"):
             submit_once(client, ledger, request, "k503", window_scale=0.01)
     stats = sim.stats()
-    assert stats["jobs_total"] == 2 and stats["requests"]["POST diffusion"] == 3
+    assert stats["jobs_total"] == 2
+    assert stats["requests"]["POST diffusion"] == 3 + ANSWERED_5XX_ROUNDS
+
+
+def test_jobs_made_before_a_submit_wrote_its_record_are_never_its_candidates(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # Unclaimed jobs of the type active since before the record (made by something
+    # outside this ledger): a create cannot have made them, so its 503 is concluded
+    # "not created" once settled, as if they were not there.
+    sim = legnext_simulator_factory(time_scale=0.5)  # they stay active throughout
+    with legnext_client_for(sim) as client:
+        for n in (1, 2):
+            client.create(DiffusionRequest(text=f"unclaimed {n}"))
+        time.sleep(CLOCK_MARGIN.total_seconds() + 1)  # past the interval's clock margin
+        sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
+        request = DiffusionRequest(text="503 beside older jobs")
+        with pytest.raises(OutcomeUnknownError, match="HTTP 503"):
+            submit_once(client, ledger, request, "k503", window_scale=0.01)
+        sim.set_faults({})
+        _, reused = submit_once(client, ledger, request, "k503", window_scale=0.2)
+    assert reused is False
+    stats = sim.stats()
+    assert stats["jobs_total"] == 3  # the two older ones and this submit's own
 
 
 def test_a_worker_killed_during_an_unanswered_create_is_released_after_its_window(
@@ -631,3 +659,72 @@ def test_a_live_submit_that_records_the_only_candidate_leaves_nothing_to_adopt(
     assert ledger.job_holder(theirs.job_id) == "b"
     assert ledger.get("a").job_id is None  # type: ignore[union-attr]
     assert sim.stats()["jobs_total"] == 1
+
+
+def _lost_and_unreconciled(client: Any, sim: LegnextSimulator, ledger: JobLedger, key: str) -> None:
+    """A create whose answer is dropped and whose reconciliation cannot look (the
+    active tasks fail): its record stays ``unknown``, as when its worker dies then."""
+    sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0},
+                    "active_tasks": {"server_error_rate": 1.0}})  # fmt: skip
+    with pytest.raises(OutcomeUnknownError):
+        submit_once(client, ledger, DiffusionRequest(text=key), key)
+    record = ledger.get(key)
+    assert record is not None and record.state == "unknown" and record.failed_at is not None
+    assert record.clock is not None  # measured by the warm-up create
+
+
+@pytest.mark.parametrize("clock_offset", [0.0, 90.0], ids=["same-clock", "legnext-90s-ahead"])
+def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
+    ledger: JobLedger, legnext_simulator_factory: Any, clock_offset: float
+) -> None:
+    # Issue 11: a 7-minute creation interval made every lost create that came within
+    # minutes of another unresolved one "outcome unknown" on a busy account. With the
+    # clock offset measured and the failure time recorded, a lost create seconds later
+    # is told apart (also when Legnext's clock is far from ours), and so is the first.
+    from prefect_legnext.core.retry import NO_RETRY
+    from prefect_legnext.orchestration.ledger import ANSWERED_5XX_SETTLE
+
+    sim = legnext_simulator_factory(time_scale=0.5, clock_offset=clock_offset)  # jobs stay active
+    with legnext_client_for(sim, retry=NO_RETRY) as client:
+        submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")  # measures
+        _lost_and_unreconciled(client, sim, ledger, "first")
+        time.sleep((ANSWERED_5XX_SETTLE + CLOCK_MARGIN).total_seconds() + 1)
+        sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
+        second, adopted = submit_once(client, ledger, DiffusionRequest(text="second"), "second")
+        assert adopted is True
+        sim.set_faults({})
+        first, adopted_first = submit_once(client, ledger, DiffusionRequest(text="first"), "first")
+    assert adopted_first is True and first.job_id != second.job_id
+    stats = sim.stats()
+    assert stats["jobs_total"] == 3 and stats["requests"]["POST diffusion"] == 3
+    assert {r.job_id for r in map(ledger.get, ["first", "second"]) if r} == {
+        first.job_id,
+        second.job_id,
+    }
+
+
+def test_a_lost_create_moments_after_an_unresolved_one_waits_for_it(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # The other side: a job made within moments of another lost create's failure may
+    # be that one's (Legnext may make a job a little after answering): not adopted
+    # while that one is unresolved. Once it is resolved (it adopts the job made while
+    # its own create was in flight), the second's job is adopted too; nothing twice.
+    from prefect_legnext.core.retry import NO_RETRY
+
+    sim = legnext_simulator_factory(time_scale=0.5)
+    with legnext_client_for(sim, retry=NO_RETRY) as client:
+        submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")
+        _lost_and_unreconciled(client, sim, ledger, "first")
+        # Inside the first's late tail, past the clock margin before the second's record
+        # (within that margin of each other, two lost creates block each other).
+        time.sleep(CLOCK_MARGIN.total_seconds() + 1)
+        sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
+        with pytest.raises(OutcomeUnknownError, match="outcome is unknown"):
+            submit_once(client, ledger, DiffusionRequest(text="second"), "second")
+        sim.set_faults({})
+        first, adopted_first = submit_once(client, ledger, DiffusionRequest(text="first"), "first")
+        second, adopted = submit_once(client, ledger, DiffusionRequest(text="second"), "second")
+    assert adopted_first is True and adopted is True and first.job_id != second.job_id
+    stats = sim.stats()
+    assert stats["jobs_total"] == 3 and stats["requests"]["POST diffusion"] == 3

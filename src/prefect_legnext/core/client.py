@@ -25,6 +25,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from prefect_legnext.core._generated_client import _AsyncEndpoints, _SyncEndpoints
 from prefect_legnext.core.active_tasks import watch_for
+from prefect_legnext.core.clock import gauge_for
 from prefect_legnext.core.endpoints import (
     ACCOUNT_INFO,
     ACTIVE_TASKS,
@@ -214,6 +215,7 @@ class _ClientCore:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.clock = gauge_for(self.base_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -297,7 +299,9 @@ class _ClientCore:
     ) -> LegnextError:
         reason = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
         if create is not None and not isinstance(exc, NOT_SENT_ERRORS):
-            return self._unknown(create, body, submitted_at, reason)
+            unknown = self._unknown(create, body, submitted_at, reason)
+            unknown.timed_out = isinstance(exc, httpx.TimeoutException)
+            return unknown
         return TransportError(f"{what}: {reason}")
 
     @staticmethod
@@ -352,7 +356,7 @@ class _ClientCore:
         """Parse a success answer. An unreadable answer to a create still means a
         job may exist, so it is reported as an unknown outcome, not a parse error."""
         try:
-            return model.model_validate(unwrap_data(response.json()))
+            result = model.model_validate(unwrap_data(response.json()))
         except (ValueError, ValidationError) as exc:
             if create is not None and submitted_at is not None:
                 raise self._unknown(
@@ -361,6 +365,22 @@ class _ClientCore:
             raise LegnextError(
                 f"unreadable answer from {response.request.url.path}: {type(exc).__name__}"
             ) from exc
+        self._observe_clock(result, submitted_at if create is not None else None)
+        return result
+
+    def _observe_clock(self, result: BaseModel, sent: datetime | None) -> None:
+        """Feed the clock gauge (see core/clock.py): a create's job with its send and
+        answer times, and every job or active task read (completing a create's sample
+        when its answer left ``created_at`` blank)."""
+        if isinstance(result, Job):
+            if sent is not None:
+                answered = datetime.now(UTC)
+                self.clock.created(result.job_id, result.meta.created_at, sent, answered)
+            else:
+                self.clock.seen(result.job_id, result.meta.created_at)
+        elif isinstance(result, ActiveTasks):
+            for task in result.tasks:
+                self.clock.seen(task.job_id, task.created_at)
 
     def _poll_step(
         self, poll: PollPolicy, job: Job, job_id: str, window: _WaitWindow, plan: JobWait

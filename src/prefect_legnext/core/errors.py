@@ -125,6 +125,9 @@ class OutcomeUnknownError(LegnextError):
         reason: what went wrong, e.g. ``"read timeout"`` or ``"HTTP 502"``.
         status_code: the HTTP status of the answer when one came back (a 5xx, or a
             success whose body could not be read); None when no answer came at all.
+        timed_out: no answer came because we stopped waiting for it (a timeout), so
+            Legnext may still have been working on the create; False when it answered
+            or the connection was closed.
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class OutcomeUnknownError(LegnextError):
         submitted_at: datetime,
         reason: str,
         status_code: int | None = None,
+        timed_out: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.task_type = task_type
@@ -143,6 +147,7 @@ class OutcomeUnknownError(LegnextError):
         self.submitted_at = submitted_at
         self.reason = reason
         self.status_code = status_code
+        self.timed_out = timed_out
         super().__init__(
             f"{endpoint} was sent at {submitted_at.isoformat()} but its outcome is unknown "
             f"({reason}); a job may have been created and charged. Reconcile before resubmitting."

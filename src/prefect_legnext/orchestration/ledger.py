@@ -94,14 +94,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger("prefect_legnext.orchestration.ledger")
 
 # Our decisions, not Legnext's (it publishes no such bounds):
-# how far our clocks and Legnext's may disagree,
+# how far our clocks and Legnext's may disagree when we have not measured it (a
+# record carries the writer's measurement, core/clock.py, when there is one),
 CLOCK_SKEW = timedelta(minutes=2)
+# and, around a measured offset, how far the clocks of Legnext's own servers may
+# disagree with the one(s) we measured (the creation interval's margin),
+CLOCK_MARGIN = timedelta(seconds=1)
 # and how long after its write-ahead record a create's POST can still make a job: the
 # client retries a create for up to 120 s (never sent, or 429), then waits one 30 s read.
 SEND_WINDOW = timedelta(minutes=3)
 # A create answers within the client's 30 s read timeout: a "submitting" record older
 # than this belongs to a submit that died, and is reconciled rather than waited for.
 IN_PROGRESS_GRACE_SECONDS = 60.0
+# How long after a create failed its job can still be made: when Legnext answered (a
+# 5xx) or closed the connection, it was done with the request (ANSWERED_5XX_SETTLE);
+# when we stopped waiting (a timeout), it may still have been working on it.
+LATE_AFTER_TIMEOUT = timedelta(seconds=60)
 # A create Legnext answered with a 5xx was refused by a server that answered: a job it
 # did make (a backend that failed after creating it) is among the active tasks by this
 # long after the answer. A look then that finds no candidate concludes "not created"
@@ -135,6 +143,14 @@ class LedgerRecord(BaseModel):
     create_status: int | None = None
     # When that 5xx answer came back (see ANSWERED_5XX_SETTLE).
     answered_at: datetime | None = None
+    # When the create failed without a job (our clock), and whether it was a timeout
+    # (Legnext may then still have made the job a little later): with `clock`, these
+    # narrow the creation interval from minutes to the create's own time in flight.
+    failed_at: datetime | None = None
+    timed_out: bool = False
+    # Legnext's clock minus the writer's, seconds, as the writer had measured it
+    # (low, high); None when it had not (then CLOCK_SKEW applies).
+    clock: tuple[float, float] | None = None
     # Why an ``abandoned`` record was concluded "not created": the evidence used.
     conclusion: str | None = None
     # Jobs a reconciliation saw among the active tasks that may be this record's but
@@ -520,7 +536,9 @@ def submit_once(
         record = None if absent else ledger.get(key)
         absent = False
         if record is None:
-            fresh = _record(key, endpoint.name, endpoint.task_type, digest, request.callback)
+            fresh = _record(
+                key, endpoint.name, endpoint.task_type, digest, request.callback, _clock(client)
+            )
             if ledger.create(fresh):
                 return _post(client, ledger, request, fresh, window_scale)
             continue  # another submit claimed the key first: read its record
@@ -592,7 +610,12 @@ def _abandon(ledger: JobLedger, record: LedgerRecord, evidence: str) -> None:
 
 
 def _record(
-    key: str, endpoint: str, task_type: str, digest: str, callback: str | None
+    key: str,
+    endpoint: str,
+    task_type: str,
+    digest: str,
+    callback: str | None,
+    clock: tuple[float, float] | None,
 ) -> LedgerRecord:
     now = _now()
     return LedgerRecord(
@@ -605,6 +628,7 @@ def _record(
         updated_at=now,
         callback=callback,
         writer=uuid.uuid4().hex,
+        clock=clock,
     )
 
 
@@ -618,7 +642,9 @@ def _resubmit(
 ) -> tuple[Job, bool]:
     """A new write-ahead record over `old` (whose job failed or was never made), then
     the POST."""
-    retry = _record(old.key, old.endpoint, old.task_type, old.body_sha256, request.callback)
+    retry = _record(
+        old.key, old.endpoint, old.task_type, old.body_sha256, request.callback, _clock(client)
+    )
     ledger.put(retry)
     return _post(client, ledger, request, retry, window_scale, rounds)
 
@@ -639,12 +665,16 @@ def _post(
     except OutcomeUnknownError as exc:
         # What the answer was (a 5xx, or none) is evidence for a later conclusion.
         answered = exc.status_code is not None and exc.status_code >= 500
+        failed = _now()
         record = record.model_copy(
             update={
                 "state": "unknown",
                 "create_status": exc.status_code,
-                "answered_at": _now() if answered else None,
-                "updated_at": _now(),
+                "answered_at": failed if answered else None,
+                "failed_at": failed,
+                "timed_out": exc.timed_out,
+                "clock": _clock(client) or record.clock,
+                "updated_at": failed,
             }
         )
         ledger.put(record)
@@ -669,6 +699,12 @@ def _post(
     _claim_own(ledger, record, job.job_id)
     _record_job(ledger, record, job.job_id)
     return job, False
+
+
+def _clock(client: LegnextClient) -> tuple[float, float] | None:
+    """The offset between Legnext's clock and ours as measured so far (core/clock.py)."""
+    offset = client.clock.offset()
+    return None if offset is None else (offset.low, offset.high)
 
 
 def _claim_own(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
@@ -746,20 +782,25 @@ def _reconcile(
         jobs = _candidates(client, ledger, record, ids, others)
         if not jobs:
             return Sighting(None, 0 if tasks is not None else None, looked_at)
-        blocking = _blocking(record, others, looked_at, window_scale)
-        ambiguous = len(jobs) > 1 or (blocking and _holder(ledger, jobs[0]) != record.key)
-        if not (ambiguous and wait_for_live and blocking and all(map(_live, blocking))):
+        if len(jobs) == 1 and _holder(ledger, jobs[0]) == record.key:
+            mine, ambiguous = jobs, False  # claimed by us already (died before recording)
+            break
+        start, end = _in_flight(record)
+        mine = [job for job in jobs if start <= _created(job) <= end]
+        rivals = _rivals(record, mine or jobs, others, looked_at, window_scale)
+        ambiguous = len(mine) != 1 or bool(rivals)
+        if not (ambiguous and wait_for_live and rivals and all(map(_live, rivals))):
             break
         time.sleep(IN_PROGRESS_POLL_SECONDS)
     if ambiguous:
         logger.warning(
-            "reconciling key %s: %d candidate jobs of type %s, %d other unresolved submits; "
-            "not adopting any",
-            record.key, len(jobs), record.task_type, len(blocking),
+            "reconciling key %s: %d candidate jobs of type %s (%d made while its create was "
+            "in flight), %d other unresolved submits that could have made them; not adopting",
+            record.key, len(jobs), record.task_type, len(mine), len(rivals),
         )  # fmt: skip
         _remember(ledger, record, jobs)
         return Sighting(None, len(jobs), looked_at, tuple(job.job_id for job in jobs))
-    job = jobs[0]
+    job = mine[0]
     if not ledger.claim_job(job.job_id, record.key):
         logger.warning("reconciling key %s: job %s was claimed first by another submit",
                        record.key, job.job_id)  # fmt: skip
@@ -890,19 +931,43 @@ def _holder(ledger: JobLedger, job: Job) -> str | None:
     return ledger.job_holder(job.job_id)
 
 
+def _skew(record: LedgerRecord) -> tuple[timedelta, timedelta]:
+    """Legnext's clock minus the writer's: as measured, else +-`CLOCK_SKEW`."""
+    if record.clock is None:
+        return -CLOCK_SKEW, CLOCK_SKEW
+    low, high = record.clock
+    return timedelta(seconds=low), timedelta(seconds=high)
+
+
 def _interval(record: LedgerRecord) -> tuple[datetime, datetime]:
     """When (on Legnext's clock) the record's create could have made its job. Our
-    decision: from its submit time to `SEND_WINDOW` later, widened by `CLOCK_SKEW`."""
-    return (
-        record.submitted_at - CLOCK_SKEW,
-        record.submitted_at + SEND_WINDOW + CLOCK_SKEW,
-    )
+    decision: from its write-ahead record to its failure plus how late Legnext may
+    still have been working on it (`ANSWERED_5XX_SETTLE`, or `LATE_AFTER_TIMEOUT`
+    after a timeout), or to `SEND_WINDOW` after the record when the create never
+    reported back; shifted by the measured clock offset (widened by `CLOCK_MARGIN`)."""
+    low, high = _skew(record)
+    if record.failed_at is None:
+        last = record.submitted_at + SEND_WINDOW
+    else:
+        late = LATE_AFTER_TIMEOUT if record.timed_out else ANSWERED_5XX_SETTLE
+        last = record.failed_at + late
+    margin = CLOCK_MARGIN if record.clock is not None else timedelta(0)
+    return record.submitted_at + low - margin, last + high + margin
+
+
+def _in_flight(record: LedgerRecord) -> tuple[datetime, datetime]:
+    """The part of `_interval` while the create was in flight (its record to its
+    failure): where its job is when Legnext made it while answering us."""
+    low, high = _skew(record)
+    last = record.failed_at if record.failed_at is not None else record.submitted_at + SEND_WINDOW
+    return record.submitted_at + low, last + high
 
 
 def _lookback(record: LedgerRecord) -> datetime:
-    """The oldest write of a record whose job could fall in our interval: its create
-    may have been sent up to `SEND_WINDOW` after its record was written."""
-    return _interval(record)[0] - SEND_WINDOW - CLOCK_SKEW
+    """The oldest write (our clocks) of a record whose job could fall in our interval:
+    its create may have failed up to `SEND_WINDOW` after its record, and made a job up
+    to `LATE_AFTER_TIMEOUT` after that; either writer's clock may be off."""
+    return record.submitted_at - SEND_WINDOW - LATE_AFTER_TIMEOUT - 2 * CLOCK_SKEW
 
 
 def _settled_at(record: LedgerRecord, window_scale: float) -> datetime | None:
@@ -931,23 +996,31 @@ def _expires_at(record: LedgerRecord, window_scale: float = 1.0) -> datetime:
     return record.submitted_at + (end - record.submitted_at + longest) * window_scale
 
 
-def _blocking(
-    record: LedgerRecord, others: list[LedgerRecord], now: datetime, window_scale: float
+def _rivals(
+    record: LedgerRecord,
+    jobs: list[Job],
+    others: list[LedgerRecord],
+    now: datetime,
+    window_scale: float,
 ) -> list[LedgerRecord]:
-    """Other unresolved submits of the type whose job could be one of our candidates:
-    their creation intervals overlap ours, and their window has not passed (our
-    decision: past it, their job has finished, or is a risk we accept)."""
-    start, end = _interval(record)
-    blocking = []
+    """Other unresolved submits of the type that could have made one of `jobs`: the
+    job was created in their interval, and their window has not passed (our decision:
+    past it, their job has finished, or is a risk we accept)."""
+    rivals = []
     for other in others:
         if other.job_id is not None or other.state == "abandoned":
             continue
-        if other.task_type != record.task_type:
+        if other.task_type != record.task_type or now >= _expires_at(other, window_scale):
             continue
-        other_start, other_end = _interval(other)
-        if other_start <= end and start <= other_end and now < _expires_at(other, window_scale):
-            blocking.append(other)
-    return blocking
+        start, end = _interval(other)
+        if any(start <= _created(job) <= end for job in jobs):
+            rivals.append(other)
+    return rivals
+
+
+def _created(job: Job) -> datetime:
+    assert job.meta.created_at is not None  # `_candidates` keeps only placed jobs
+    return job.meta.created_at
 
 
 def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> str | None:

@@ -146,6 +146,9 @@ class SimulatorConfig(BaseModel):
         video_bytes: size of each generated video file.
         callback_secret: when set, callbacks are signed (see API.md).
         callback_attempts: deliveries tried per callback before giving up.
+        clock_offset: seconds the simulator's clock (its timestamps) runs ahead of the
+            machine's (negative: behind), to try clients' clock handling. A simulator
+            decision: Legnext's clock is simply its own.
         faults: per endpoint name (``"*"`` for all, ``"files"`` for output downloads)
             fault settings.
     """
@@ -167,6 +170,7 @@ class SimulatorConfig(BaseModel):
     video_bytes: int = Field(256 * 1024, ge=1024)
     callback_secret: SecretStr | None = None
     callback_attempts: int = Field(3, ge=1)
+    clock_offset: float = Field(0.0, ge=-86400.0, le=86400.0)
     faults: dict[str, Faults] = Field(default_factory=dict)
 
     @field_validator("api_key", mode="before")

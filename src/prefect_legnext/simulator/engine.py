@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -70,8 +70,8 @@ class SimulatorError(Exception):
         }
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _now(offset: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _stable_seed(*parts: Any) -> int:
@@ -189,6 +189,9 @@ class Engine:
     def count(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
 
+    def _now(self) -> str:
+        return _now(self.config.clock_offset)
+
     def faults(self, endpoint: str) -> Faults:
         return self.config.faults_for(endpoint)
 
@@ -235,6 +238,7 @@ class Engine:
             self.duplicates[endpoint.name] = self.duplicates.get(endpoint.name, 0) + 1
         job = SimJob(
             job_id=str(uuid.uuid4()),
+            created_at=self._now(),
             endpoint=endpoint,
             request=request,
             seed=_stable_seed(self.config.seed, input_key, seen),
@@ -266,6 +270,7 @@ class Engine:
             if word.lower() in joined:
                 job = SimJob(
                     job_id=str(uuid.uuid4()),
+                    created_at=self._now(),
                     endpoint=endpoint,
                     request=request,
                     seed=0,
@@ -345,7 +350,7 @@ class Engine:
             self.running += 1
             self.peak_running = max(self.peak_running, self.running)
             try:
-                job.started_at = _now()
+                job.started_at = self._now()
                 self._set_status(job, JobStatus.STAGED)
                 await asyncio.sleep(duration * STAGED_SHARE)
                 self._set_status(job, JobStatus.PROCESSING)
@@ -379,7 +384,7 @@ class Engine:
             code, message, raw = problem
             job.error = {"code": code, "message": message, "raw_message": raw, "detail": None}
             job.status = JobStatus.FAILED
-        job.ended_at = _now()
+        job.ended_at = self._now()
         job.ended_monotonic = time.monotonic()
         self.in_flight -= 1
         self._notify(job)
@@ -654,7 +659,7 @@ class Engine:
                 "available_points": available,
                 "alert_threshold": 10,
                 "low_balance_alert": usd < 10,
-                "updated_at": _now(),
+                "updated_at": self._now(),
             },
         }
 
@@ -679,7 +684,7 @@ class Engine:
                     }
                     for j in active
                 ],
-                "updated_at": _now(),
+                "updated_at": self._now(),
             },
         }
 
