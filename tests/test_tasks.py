@@ -318,10 +318,17 @@ def test_worker_death_between_post_and_record_is_reconciled(
 def test_ambiguous_lost_submit_fails_clearly_without_paying_again(
     legnext_simulator_factory: Any, tmp_path: Path
 ) -> None:
+    # Another submit of the type died during its create 90 s ago (its record never got
+    # an answer): the job our lost create made could be its, so it is not adopted.
     sim = legnext_simulator_factory(time_scale=0.05)
     credentials = credentials_for(sim)
     with legnext_client_for(sim) as client:
-        client.diffusion(text="someone else's job, same type, same minute")
+        client.diffusion(text="a job of the account, made before ours")
+    died = datetime.now(UTC) - timedelta(seconds=90)
+    other = dict(key="died-mid-create", endpoint="diffusion", task_type="diffusion",
+                 body_sha256="0" * 64, state="submitting", submitted_at=died,
+                 updated_at=died)  # fmt: skip
+    LocalLedger(tmp_path).put(LedgerRecord.model_validate(other))
     sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
     submit = no_delay(submit_request.__wrapped__).with_options(retries=1)
 
