@@ -673,9 +673,13 @@ def _lost_and_unreconciled(client: Any, sim: LegnextSimulator, ledger: JobLedger
     assert record.clock is not None  # measured by the warm-up create
 
 
-@pytest.mark.parametrize("clock_offset", [0.0, 90.0], ids=["same-clock", "legnext-90s-ahead"])
+@pytest.mark.parametrize(
+    ("clock_offset", "whole_seconds"),
+    [(0.0, False), (90.0, False), (-30.0, True)],
+    ids=["same-clock", "legnext-90s-ahead", "legnext-30s-behind-whole-seconds"],
+)
 def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
-    ledger: JobLedger, legnext_simulator_factory: Any, clock_offset: float
+    ledger: JobLedger, legnext_simulator_factory: Any, clock_offset: float, whole_seconds: bool
 ) -> None:
     # Issue 11: a 7-minute creation interval made every lost create that came within
     # minutes of another unresolved one "outcome unknown" on a busy account. With the
@@ -684,11 +688,14 @@ def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
     from prefect_legnext.core.retry import NO_RETRY
     from prefect_legnext.orchestration.ledger import ANSWERED_5XX_SETTLE
 
-    sim = legnext_simulator_factory(time_scale=0.5, clock_offset=clock_offset)  # jobs stay active
+    sim = legnext_simulator_factory(  # jobs stay active throughout
+        time_scale=0.5, clock_offset=clock_offset, whole_second_timestamps=whole_seconds
+    )
     with legnext_client_for(sim, retry=NO_RETRY) as client:
         submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")  # measures
         _lost_and_unreconciled(client, sim, ledger, "first")
-        time.sleep((ANSWERED_5XX_SETTLE + CLOCK_MARGIN).total_seconds() + 1)
+        # Past its interval, whole-second timestamps and their measurement included.
+        time.sleep((ANSWERED_5XX_SETTLE + CLOCK_MARGIN).total_seconds() + 2.5)
         sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
         second, adopted = submit_once(client, ledger, DiffusionRequest(text="second"), "second")
         assert adopted is True

@@ -99,7 +99,7 @@ logger = logging.getLogger("prefect_legnext.orchestration.ledger")
 CLOCK_SKEW = timedelta(minutes=2)
 # and, around a measured offset, how far the clocks of Legnext's own servers may
 # disagree with the one(s) we measured (the creation interval's margin),
-CLOCK_MARGIN = timedelta(seconds=1)
+CLOCK_MARGIN = timedelta(seconds=0.5)
 # and how long after its write-ahead record a create's POST can still make a job: the
 # client retries a create for up to 120 s (never sent, or 429), then waits one 30 s read.
 SEND_WINDOW = timedelta(minutes=3)
@@ -148,6 +148,9 @@ class LedgerRecord(BaseModel):
     # narrow the creation interval from minutes to the create's own time in flight.
     failed_at: datetime | None = None
     timed_out: bool = False
+    # When the failed POST itself was sent (after the record, and after any earlier
+    # attempts that were refused before acceptance).
+    sent_at: datetime | None = None
     # Legnext's clock minus the writer's, seconds, as the writer had measured it
     # (low, high); None when it had not (then CLOCK_SKEW applies).
     clock: tuple[float, float] | None = None
@@ -673,6 +676,7 @@ def _post(
                 "answered_at": failed if answered else None,
                 "failed_at": failed,
                 "timed_out": exc.timed_out,
+                "sent_at": exc.submitted_at,
                 "clock": _clock(client) or record.clock,
                 "updated_at": failed,
             }
@@ -786,7 +790,7 @@ def _reconcile(
             mine, ambiguous = jobs, False  # claimed by us already (died before recording)
             break
         start, end = _in_flight(record)
-        mine = [job for job in jobs if start <= _created(job) <= end]
+        mine = [job for job in jobs if _made_within(job, (start, end))]
         rivals = _rivals(record, mine or jobs, others, looked_at, window_scale)
         ambiguous = len(mine) != 1 or bool(rivals)
         if not (ambiguous and wait_for_live and rivals and all(map(_live, rivals))):
@@ -846,9 +850,7 @@ def record_from_callback(ledger: JobLedger, key: str, job: Job) -> CallbackOutco
             "keeping the recorded job", job.job_id, key, record.job_id,
         )  # fmt: skip
         return "conflict"
-    created = job.meta.created_at
-    start, end = _interval(record)
-    if created is not None and not start <= created <= end:
+    if job.meta.created_at is not None and not _made_within(job, _interval(record)):
         logger.warning("callback for job %s (key %s): created outside the record's interval; "
                        "not recorded", job.job_id, key)  # fmt: skip
         return "outside-window"
@@ -898,7 +900,6 @@ def _candidates(
     """The jobs among `job_ids` that may be the record's. One it claimed already (a
     crash between claim and record) is the answer alone."""
     recorded = {r.job_id for r in others if r.job_id}
-    start, end = _interval(record)
     jobs = []
     for job_id in job_ids:
         if job_id in recorded:
@@ -906,9 +907,7 @@ def _candidates(
         job = client.get_job(job_id)
         if job.task_type and job.task_type != record.task_type:
             continue  # (the active tasks were filtered by type: this guards a sighting)
-        # A job without a creation time cannot be placed in the window: never adopt it.
-        created = job.meta.created_at
-        if created is None or not start <= created <= end:
+        if not _made_within(job, _interval(record)):
             continue
         if record.callback and not _echoes(job, record.key):
             continue
@@ -956,11 +955,22 @@ def _interval(record: LedgerRecord) -> tuple[datetime, datetime]:
 
 
 def _in_flight(record: LedgerRecord) -> tuple[datetime, datetime]:
-    """The part of `_interval` while the create was in flight (its record to its
-    failure): where its job is when Legnext made it while answering us."""
+    """The part of `_interval` while the failed POST was in flight (sent to failed):
+    where its job is when Legnext made it while answering us."""
     low, high = _skew(record)
-    last = record.failed_at if record.failed_at is not None else record.submitted_at + SEND_WINDOW
-    return record.submitted_at + low, last + high
+    if record.failed_at is None:
+        return record.submitted_at + low, record.submitted_at + SEND_WINDOW + high
+    return (record.sent_at or record.submitted_at) + low, record.failed_at + high
+
+
+def _made_within(job: Job, interval: tuple[datetime, datetime]) -> bool:
+    """Whether the job's creation can fall in `interval`. A ``created_at`` without a
+    fraction of a second (as in Legnext's samples) means any time within that second."""
+    created = job.meta.created_at
+    if created is None:
+        return False  # it cannot be placed: never a candidate
+    last = created + timedelta(seconds=1) if created.microsecond == 0 else created
+    return interval[0] <= last and created <= interval[1]
 
 
 def _lookback(record: LedgerRecord) -> datetime:
@@ -1012,15 +1022,9 @@ def _rivals(
             continue
         if other.task_type != record.task_type or now >= _expires_at(other, window_scale):
             continue
-        start, end = _interval(other)
-        if any(start <= _created(job) <= end for job in jobs):
+        if any(_made_within(job, _interval(other)) for job in jobs):
             rivals.append(other)
     return rivals
-
-
-def _created(job: Job) -> datetime:
-    assert job.meta.created_at is not None  # `_candidates` keeps only placed jobs
-    return job.meta.created_at
 
 
 def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> str | None:

@@ -149,6 +149,9 @@ class SimulatorConfig(BaseModel):
         clock_offset: seconds the simulator's clock (its timestamps) runs ahead of the
             machine's (negative: behind), to try clients' clock handling. A simulator
             decision: Legnext's clock is simply its own.
+        whole_second_timestamps: timestamps without a fraction of a second, as in
+            Legnext's samples (the default keeps microseconds, which short scaled jobs
+            need to be timed at all: a simulator decision).
         faults: per endpoint name (``"*"`` for all, ``"files"`` for output downloads)
             fault settings.
     """
@@ -171,6 +174,7 @@ class SimulatorConfig(BaseModel):
     callback_secret: SecretStr | None = None
     callback_attempts: int = Field(3, ge=1)
     clock_offset: float = Field(0.0, ge=-86400.0, le=86400.0)
+    whole_second_timestamps: bool = False
     faults: dict[str, Faults] = Field(default_factory=dict)
 
     @field_validator("api_key", mode="before")

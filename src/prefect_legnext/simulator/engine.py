@@ -70,8 +70,10 @@ class SimulatorError(Exception):
         }
 
 
-def _now(offset: float = 0.0) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _now(offset: float = 0.0, whole_seconds: bool = False) -> str:
+    # Legnext's samples show whole seconds ("2025-10-14T04:14:22Z").
+    shape = "%Y-%m-%dT%H:%M:%SZ" if whole_seconds else "%Y-%m-%dT%H:%M:%S.%fZ"
+    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime(shape)
 
 
 def _stable_seed(*parts: Any) -> int:
@@ -190,7 +192,7 @@ class Engine:
         self.requests[route] = self.requests.get(route, 0) + 1
 
     def _now(self) -> str:
-        return _now(self.config.clock_offset)
+        return _now(self.config.clock_offset, self.config.whole_second_timestamps)
 
     def faults(self, endpoint: str) -> Faults:
         return self.config.faults_for(endpoint)
