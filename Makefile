@@ -14,8 +14,12 @@ $(UV):
 	$(PY) -m venv .uv
 	.uv/bin/python -m pip install --quiet uv
 
+# Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on this
+# machine), every Prefect process (each worker, each flow run) would otherwise compile
+# Prefect from source again, about 4 CPU-seconds a process.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --python $(PY)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PY)
+	$(VENV)/bin/python -m compileall -q -j 0 src benchmarks
 	touch $@
 
 lock: $(UV)
