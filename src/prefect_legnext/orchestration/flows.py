@@ -73,7 +73,7 @@ from prefect_legnext.orchestration.tasks import (
     flow_run_scope,
     get_balance,
     persist_outputs,
-    submit_request,
+    submit_step,
     wait_for_job,
 )
 
@@ -234,6 +234,12 @@ class PointBudget:
             if already_paid:
                 self.paid_before += points
 
+    def paid_before_by_now(self, points: int) -> None:
+        """A step reserved as new turned out to reuse a job an earlier attempt paid for:
+        its points no longer count against what the account has left."""
+        with self._lock:
+            self.paid_before += points
+
 
 def classic_chain(
     prompt: str,
@@ -308,9 +314,11 @@ def _image_url(settings: RunSettings, job: Job, stored: PersistedJob, image_no: 
 
 
 def _named(dispatched: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """The sync task behind an `async_dispatch`ed one (these flows are sync), named for
-    what it does so the UI's graph reads like the chain."""
-    sync_task: Task[..., Any] = cast(Any, dispatched).__wrapped__
+    """The task (the sync one behind an `async_dispatch`ed one: these flows are sync),
+    named for what it does so the UI's graph reads like the chain."""
+    sync_task: Task[..., Any] = (
+        dispatched if isinstance(dispatched, Task) else cast(Any, dispatched).__wrapped__
+    )
     named: Callable[..., Any] = sync_task.with_options(task_run_name=name)
     return named
 
@@ -373,15 +381,31 @@ def _dispatch(dispatched: Callable[..., Any], name: str, /, *args: Any, **kwargs
     return named.submit(*args, **kwargs).result()
 
 
-def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> tuple[bool, Job | None]:
-    """Whether `key` has a record, and the job an earlier attempt recorded under it when
-    it can be reused: a failed job released its points, so its step submits again (as
-    `submit_once` would). The step's one read of the ledger."""
+def _recorded_job(settings: RunSettings, ledger: JobLedger, key: str) -> Job | None:
+    """The job an earlier attempt recorded under `key`, when it can be reused: a failed
+    job released its points, so its step submits again (as `submit_once` would)."""
     record = ledger.get(key)
     if record is None or record.job_id is None:
-        return record is not None, None
+        return None
     job = legnext_client(settings.credentials).get_job(record.job_id)  # a free read
-    return True, None if job.is_failed else job
+    return None if job.is_failed else job
+
+
+def _reserve(
+    budget: PointBudget, cost: int, where: str, settings: RunSettings, ledger: JobLedger, key: str
+) -> Job | None:
+    """Count the step against the budget as a new submit. Only when that is refused is
+    the ledger read here: a resumed step whose job is paid for already still fits (the
+    submit finds such a job itself, so a step reads nothing in the usual case)."""
+    try:
+        budget.reserve(cost, where)
+        return None
+    except BudgetExceededError:
+        recorded = _recorded_job(settings, ledger, key)
+        if recorded is None:
+            raise
+    budget.reserve(cost, where, already_paid=True)
+    return recorded
 
 
 @contextmanager
@@ -407,8 +431,8 @@ def run_step(
     metadata: dict[str, Any],
     name_prefix: str = "",
 ) -> StepOutcome:
-    """One step, one way: read the ledger once; reuse the job an earlier attempt paid for
-    or reserve the budget and submit once; wait; persist. Runs in the flow's process
+    """One step, one way: reserve the budget and submit once (the submit reuses the job
+    an earlier attempt paid for); wait; persist. Runs in the flow's process
     (so that one `PointBudget` sees every submit of the run); the submit, wait and
     persist tasks go to the flow's task runner, named for what they do after
     `name_prefix` (a batch's chain). Never tagged: Prefect asks its server for a
@@ -419,8 +443,7 @@ def run_step(
     name = f"{name_prefix}{planned.index} {target.name}"
     cost = target.cost(request, parent.points if parent is not None else None)
     key, fingerprint = _step_identity(settings.scope, planned, parent)
-    found, recorded = _recorded_job(settings, ledger, key)
-    budget.reserve(cost, where, already_paid=recorded is not None)
+    recorded = _reserve(budget, cost, where, settings, ledger, key)
     progress = _Progress(label, planned)
     started = time.monotonic()
     with account_slot():
@@ -428,15 +451,16 @@ def run_step(
             _run_logger().info(
                 "%s: reusing job %s (key %s), nothing charged", target.name, recorded.job_id, key
             )
-            job = recorded
+            job, reused = recorded, True
         else:
-            job = _dispatch(
-                submit_request, f"{name}: submit", settings.credentials, request,
+            job, reused = _dispatch(
+                submit_step, f"{name}: submit", settings.credentials, request,
                 idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
-                known_absent=not found,
             )  # fmt: skip
+            if reused:
+                budget.paid_before_by_now(cost)
         short = job.job_id[:SHORT_ID]
-        progress("reused" if recorded else "submitted", job.job_id, f"{job.points} points")
+        progress("reused" if reused else "submitted", job.job_id, f"{job.points} points")
         # Set here, once: the wait task's queueing, slow reads and retries all count.
         deadline = time.time() + settings.max_wait_seconds
         done: Job = _dispatch(
@@ -451,11 +475,11 @@ def run_step(
         settings.key_prefix, metadata=metadata, credentials=settings.credentials,
         max_file_bytes=settings.max_file_bytes, file_timeout=settings.file_timeout,
         # A job this step submitted has nothing stored yet: skip looking (our decision).
-        check_existing=recorded is not None,
+        check_existing=reused,
     )  # fmt: skip
     progress("persisted", done.job_id, stored.sidecar_uri.rsplit("/", 1)[0] + "/")
     return StepOutcome(
-        job=done, reused=recorded is not None, cost=cost, stored=stored,
+        job=done, reused=reused, cost=cost, stored=stored,
         duration_seconds=duration,
     )  # fmt: skip
 

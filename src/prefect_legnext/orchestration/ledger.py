@@ -5,6 +5,8 @@ Legnext has no idempotency key, so we keep our own: for each submit, a record
 local directory), and for each job we hand out, a claim ``_jobs/<job id>`` naming
 the one key that holds it. The protocol, in `submit_once`:
 
+0. The conditional create of the key's record is the existence check: a new key
+   costs no read. Otherwise the record is read:
 1. A record with a job id exists: reuse that job, no POST.
 2. A record without a job id exists (a previous attempt died or lost the answer
    after sending): reconcile with the account's active tasks before anything else;
@@ -18,9 +20,11 @@ the one key that holds it. The protocol, in `submit_once`:
 
 Adoption is exclusive. Reconciliation lists the account's active tasks first and
 reads the ledger after: a job in that list was created by a POST that came after its
-record was written, so its record is seen (unresolved: nothing is adopted while it
-overlaps ours; resolved: its job is excluded). The adopter must then win the job's
-claim, a conditional create that the owner also makes right after its POST answers.
+record was written, so its record is seen (unresolved: a job its create could have
+made, one created in its creation interval, is adopted by nobody else; resolved: its
+job is excluded). A job is adopted only when it is the one candidate created while
+the failed POST itself was in flight. The adopter must then win the job's claim, a
+conditional create that the owner also makes right after its POST answers.
 
 When is a create concluded "not created"? Legnext lists no recent jobs, only active
 ones (``GET /api/account/active_tasks``, used when it answers, never depended on).
@@ -30,14 +34,18 @@ The evidence, every rule of it our decision and not Legnext's:
   that came back, no answer at all, or none yet (``submitting``: the worker stopped
   during the create). An answered success whose body could not be read made a job:
   it is never concluded "not created" (the caller may still resubmit).
-- The record's *window*: its submit time, plus `SEND_WINDOW` (how late its POST can
-  still make a job) and `CLOCK_SKEW`, plus the job type's longest typical duration
-  (API.md). A job the create made is active until then, so reconciliation sees it.
+- The record's *creation interval* (`_interval`): from its write to its failure, plus
+  how late Legnext may have made the job (`ANSWERED_5XX_SETTLE` after an answer or a
+  closed connection, `LATE_AFTER_TIMEOUT` after a timeout; `SEND_WINDOW` after the
+  write when the create never reported back), shifted by the clock offset its writer
+  measured (core/clock.py) with `CLOCK_MARGIN`, or by `CLOCK_SKEW` unmeasured. Its
+  *window*: the interval, plus the job type's longest typical duration (API.md). A job
+  the create made is active until then, so reconciliation sees it.
   Past the window, a look at the active tasks (or no answer from them) that finds no
   unclaimed job of the type created in the record's creation interval concludes "not
   created": the record is marked ``abandoned`` and the submit POSTs again.
-- An unresolved record blocks the reconciliation of another of its type only while
-  their creation intervals overlap and its own window lasts: an old record blocks
+- An unresolved record blocks the adoption of a job only when the job was created in
+  its creation interval, and only while its own window lasts: an old record blocks
   nothing.
 
 Jobs a reconciliation saw but could not adopt (several fitted, or another unresolved
@@ -51,7 +59,7 @@ looked (or while the active tasks did not answer, or after a queue in Legnext he
 past the window), is paid and left behind, and the step pays again. And two lost
 creates of one type at once, without callbacks, cannot be told apart: nothing is
 adopted, and both stay "outcome unknown", naming the jobs they saw, until one of them
-is resolved.
+is resolved. docs/reliability.md says the rest.
 
 Why a ledger and not Prefect's result cache: a cached result exists only once the
 task has *finished*; a worker that dies between the POST and the end of the task
@@ -505,7 +513,6 @@ def submit_once(
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
     in_progress_grace: float = IN_PROGRESS_GRACE_SECONDS,
-    known_absent: bool = False,
     window_scale: float = 1.0,
     flow_run_id: str | None = None,
 ) -> tuple[Job, bool]:
@@ -518,9 +525,6 @@ def submit_once(
         in_progress_grace: how long a ``submitting`` record is taken for a live
             submit elsewhere (waited for) before it is taken for a dead one
             (reconciled).
-        known_absent: the caller has just read the ledger and found no record for
-            `key`: start with the conditional create instead of reading it again (a
-            create that finds a record after all falls back to reading it).
         window_scale: scales every record's window (see the module docstring); for
             tests against a faster simulator, 1.0 for Legnext.
         flow_run_id: the flow run submitting, tagged on the callback URL (if any) for
@@ -534,10 +538,14 @@ def submit_once(
     endpoint = endpoint_for(request)
     digest = fingerprint or body_sha256(endpoint, request)
     request = tag_callback(request, key, flow_run_id)
-    absent = known_absent
+    # The conditional create is the existence check: a new key costs one write and no
+    # read; a key that has a record costs a refused create and then the read.
+    record: LedgerRecord | None = None
+    read = False
     while True:
-        record = None if absent else ledger.get(key)
-        absent = False
+        if read:
+            record = ledger.get(key)
+        read = True
         if record is None:
             fresh = _record(
                 key, endpoint.name, endpoint.task_type, digest, request.callback, _clock(client)

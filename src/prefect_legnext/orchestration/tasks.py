@@ -28,7 +28,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
@@ -172,9 +171,18 @@ def _submit(
     ledger: LedgerArg,
     on_unknown: OnUnknown,
     fingerprint: str | None = None,
-    *,
-    known_absent: bool = False,
 ) -> Job:
+    return _submit_once(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)[0]
+
+
+def _submit_once(
+    credentials: LegnextCredentials,
+    request: LegnextRequest,
+    idempotency_key: str | None,
+    ledger: LedgerArg,
+    on_unknown: OnUnknown,
+    fingerprint: str | None = None,
+) -> tuple[Job, bool]:
     endpoint = endpoint_for(request)
     key = (
         check_key(idempotency_key)
@@ -192,7 +200,6 @@ def _submit(
             key,
             on_unknown=on_unknown,
             fingerprint=fingerprint,
-            known_absent=known_absent,
             flow_run_id=str(flow_run_id) if flow_run_id is not None else None,
         )
     if reused:
@@ -203,7 +210,7 @@ def _submit(
             endpoint.name, job.job_id, job.points, key,
         )  # fmt: skip
         emit_job_event("submitted", job)
-    return job
+    return job, reused
 
 
 def job_event_id(what: str, job_id: str) -> uuid.UUID:
@@ -264,13 +271,11 @@ async def asubmit_request(
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
-    known_absent: bool = False,
 ) -> Job:
     """Submit any validated request once (a paid call). See `submit_request`."""
     return await run_sync_in_worker_thread(
-        partial(_submit, known_absent=known_absent),
-        credentials, request, idempotency_key, ledger, on_unknown, fingerprint,
-    )  # fmt: skip
+        _submit, credentials, request, idempotency_key, ledger, on_unknown, fingerprint
+    )
 
 
 @async_dispatch(asubmit_request)
@@ -282,7 +287,6 @@ def submit_request(
     ledger: LedgerArg = None,
     on_unknown: OnUnknown = "raise",
     fingerprint: str | None = None,
-    known_absent: bool = False,
 ) -> Job:
     """Submit any validated request, at most once per idempotency key (a paid call).
 
@@ -298,9 +302,6 @@ def submit_request(
             be reconciled; "resubmit" accepts the risk of paying twice.
         fingerprint: what makes two submits under one key the same request (default:
             the body); a key reused for a different fingerprint is refused.
-        known_absent: the caller has just read the ledger and found no record under
-            the key, so the submit starts with the conditional write that claims it
-            instead of reading the ledger again (a lost race still reads it).
 
     Returns:
         The job as Legnext answered it (status pending), or the reused job.
@@ -319,10 +320,21 @@ def submit_request(
             return wait_for_job(credentials, job)
         ```
     """
-    return _submit(
-        credentials, request, idempotency_key, ledger, on_unknown, fingerprint,
-        known_absent=known_absent,
-    )  # fmt: skip
+    return _submit(credentials, request, idempotency_key, ledger, on_unknown, fingerprint)
+
+
+@task(**SUBMIT_OPTIONS)
+def submit_step(
+    credentials: LegnextCredentials,
+    request: LegnextRequest,
+    idempotency_key: str,
+    ledger: LedgerArg,
+    fingerprint: str | None = None,
+) -> tuple[Job, bool]:
+    """`submit_request` for the flows' chain steps: also says whether the job was
+    reused (an earlier attempt paid for it), which the step learns here instead of
+    reading the ledger itself (an S3 call per step saved)."""
+    return _submit_once(credentials, request, idempotency_key, ledger, "raise", fingerprint)
 
 
 class _WaitProgress:
