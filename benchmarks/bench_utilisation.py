@@ -107,7 +107,8 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
         started = time.time()
         result = dispatch(task, name, *args, **kwargs)
         if name.endswith(": submit"):
-            submits[result.job_id] = started
+            job, _reused = result  # submit_step: the job and whether it was reused
+            submits[job.job_id] = started
         elif ": wait " in name:
             waits[result.job_id] = time.time()
         return result

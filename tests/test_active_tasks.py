@@ -152,7 +152,9 @@ def test_a_list_answering_404_or_junk_falls_back(
     for proxy in ListProxy.running(sim.base_url, *answer):
         done = wait_all(client_mode, proxy.url, sim.api_key, jobs)
         assert all(job.is_completed for job in done)
-        assert proxy.list_reads == FAILURES_TO_SWITCH_OFF
+        # Tried, and never again once switched off (on a loaded machine the jobs may
+        # all finish before the last of those tries is due).
+        assert 1 <= proxy.list_reads <= FAILURES_TO_SWITCH_OFF
     assert counts(sim)[1] >= len(jobs)
 
 
