@@ -66,6 +66,23 @@ def test_the_lease_is_tagged_on_the_callback_and_read_back_by_the_gate(
     assert arrival is not None and arrival.lease_id == lease
 
 
+def test_a_task_object_kept_on_a_run_loses_the_webhook_secret_and_foreign_query(
+    task_object: Callable[..., dict[str, Any]],
+) -> None:
+    from prefect_legnext.orchestration.deliveries import kept
+
+    lease = str(uuid.uuid4())
+    url = f"https://h.example/cb?token=proxy-9&{CALLBACK_TAG}=k1&{LEASE_TAG}={lease}"
+    hook = {"webhook_config": {"endpoint": url, "secret": "whsec-vendor"}}
+    data = task_object(status="completed", config=hook)
+    stored = json.dumps(kept(data))
+    assert "proxy-9" not in stored and "whsec-vendor" not in stored
+    endpoint = kept(data)["config"]["webhook_config"]["endpoint"]
+    assert callback_tags(endpoint) == {CALLBACK_TAG: "k1", LEASE_TAG: lease}
+    assert kept(data)["output"] == data["output"] and data["config"] == hook  # a copy
+    assert kept({"job_id": "j", "status": "completed"}) == {"job_id": "j", "status": "completed"}
+
+
 def test_wait_mode_follows_the_credentials_and_the_run() -> None:
     import logging
 
@@ -415,3 +432,9 @@ def test_chain_runs_wait_suspended_and_complete_through_callbacks_and_the_sweepe
     assert idle, monitor.samples[-20:]
     job_ids = {job["job_id"] for job in sim.jobs()}
     assert _stored_outputs(bucket, "legnext/daily", job_ids) == jobs * 4
+    # What was kept on the runs (deliveries, run inputs) holds no proxy token.
+    with api(), get_client(sync_client=True) as client:
+        inputs = [i.value for run in runs for prefix in ("legnext-", "suspended-")
+                  for i in client.filter_flow_run_input(run.id, prefix, 100, set())]  # fmt: skip
+    assert any(job_ids.pop().lower() in value for value in inputs)
+    assert not [value for value in inputs if "proxy-token" in value]

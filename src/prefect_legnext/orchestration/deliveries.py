@@ -60,6 +60,31 @@ class WaitNote(BaseModel):
     credentials_block: str | None = None
 
 
+def kept(data: dict[str, Any]) -> dict[str, Any]:
+    """The task object as it is kept on a flow run (run input, delivery): without the
+    webhook's secret and without the callback URL's query other than our tags (it may
+    hold a proxy's token). Prefect shows flow run inputs to anyone who reads the run.
+    Our decision; the output URLs stay (the step downloads them)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from prefect_legnext.core.callbacks import OUR_TAGS
+
+    config = data.get("config")
+    hook = config.get("webhook_config") if isinstance(config, dict) else None
+    if not isinstance(hook, dict):
+        return data
+    endpoint = hook.get("endpoint")
+    cleaned = dict(hook, secret="")
+    if isinstance(endpoint, str) and endpoint:
+        try:
+            parts = urlsplit(endpoint)
+            ours = [(k, v) for k, v in parse_qsl(parts.query) if k in OUR_TAGS]
+            cleaned["endpoint"] = urlunsplit(parts._replace(query=urlencode(ours)))
+        except ValueError:
+            cleaned["endpoint"] = ""
+    return {**data, "config": {**config, "webhook_config": cleaned}}  # type: ignore[dict-item]
+
+
 def _created(exc: BaseException) -> bool:
     """A create refused because the input exists: a repeat, nothing to do."""
     import httpx
@@ -70,7 +95,7 @@ def _created(exc: BaseException) -> bool:
 def save_delivery(client: SyncPrefectClient, flow_run_id: UUID, data: dict[str, Any]) -> None:
     try:
         client.create_flow_run_input(
-            flow_run_id, delivered_key(str(data["job_id"])), json.dumps(data)
+            flow_run_id, delivered_key(str(data["job_id"])), json.dumps(kept(data))
         )
     except Exception as exc:
         if not _created(exc):
@@ -80,7 +105,7 @@ def save_delivery(client: SyncPrefectClient, flow_run_id: UUID, data: dict[str, 
 async def asave_delivery(client: PrefectClient, flow_run_id: UUID, data: dict[str, Any]) -> None:
     try:
         await client.create_flow_run_input(
-            flow_run_id, delivered_key(str(data["job_id"])), json.dumps(data)
+            flow_run_id, delivered_key(str(data["job_id"])), json.dumps(kept(data))
         )
     except Exception as exc:
         if not _created(exc):

@@ -33,6 +33,7 @@ from prefect_legnext.orchestration.callback_mode import DUE_EXTRA_SECONDS, due_a
 from prefect_legnext.orchestration.clients import legnext_client
 from prefect_legnext.orchestration.deliveries import (
     WaitNote,
+    kept,
     read_wait_note,
     replace_wait_note,
     save_delivery,
@@ -145,7 +146,7 @@ def _settle(
     data: dict[str, Any] = job.model_dump(mode="json")
     save_delivery(client, run.id, data)
     try:
-        resume_flow_run(run.id, run_input=data)
+        resume_flow_run(run.id, run_input=kept(data))
         report.resumed.append(note.job_id)
         _log().info("sweeper: job %s finished (%s); resumed flow run %s",
                     job.job_id, job.status, run.id)  # fmt: skip

@@ -24,7 +24,7 @@ from pydantic import ConfigDict
 
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration import job_leases
-from prefect_legnext.orchestration.deliveries import asave_delivery
+from prefect_legnext.orchestration.deliveries import asave_delivery, kept
 from prefect_legnext.orchestration.ledger import JobLedger, record_from_callback
 from prefect_legnext.orchestration.receiver.gate import Arrival
 from prefect_legnext.orchestration.tasks import emit_job_event, job_event_id
@@ -203,7 +203,7 @@ class ResumeFlowRun:
             return "not waiting for this job"
         while True:
             try:
-                await aresume_flow_run(flow_run_id, run_input=arrival.delivery.data)
+                await aresume_flow_run(flow_run_id, run_input=kept(arrival.delivery.data))
                 break
             except NotPausedError:  # another delivery (or a person) resumed it meanwhile
                 return "already resumed"
