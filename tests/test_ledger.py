@@ -735,3 +735,38 @@ def test_a_lost_create_moments_after_an_unresolved_one_waits_for_it(
     assert adopted_first is True and adopted is True and first.job_id != second.job_id
     stats = sim.stats()
     assert stats["jobs_total"] == 3 and stats["requests"]["POST diffusion"] == 3
+
+
+def test_a_worker_killed_while_it_reconciles_a_lost_create_leaves_its_job_findable(
+    ledger: JobLedger, legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 200-chain fleet run paid twice once: a worker killed right after a dropped
+    # create, before reconciling; its retry came after the short job had left the
+    # active tasks. The jobs that may be the create's now go into the same write that
+    # records the failure, and the retry reads them by id.
+    sim = legnext_simulator_factory(time_scale=0.01)  # jobs finish within about a second
+    request = DiffusionRequest(text="killed while reconciling")
+
+    class Killed(BaseException):
+        pass
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise Killed
+
+    with legnext_client_for(sim) as client:
+        sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
+        monkeypatch.setattr(ledger_module, "_reconcile", die)
+        with pytest.raises(Killed):
+            submit_once(client, ledger, request, "killed", window_scale=0.01)
+        monkeypatch.undo()
+        sim.set_faults({})
+        record = ledger.get("killed")
+        assert record is not None and record.state == "unknown" and len(record.sightings) == 1
+        deadline = time.monotonic() + 60
+        while client.active_tasks().tasks and time.monotonic() < deadline:
+            time.sleep(0.2)  # the job leaves the active tasks before the retry comes
+        assert not client.active_tasks().tasks
+        job, adopted = submit_once(client, ledger, request, "killed", window_scale=0.01)
+    assert adopted is True and job.job_id == record.sightings[0]
+    stats = sim.stats()
+    assert stats["jobs_total"] == 1 and stats["requests"]["POST diffusion"] == 1

@@ -698,6 +698,10 @@ def _post(
                 "updated_at": failed,
             }
         )
+        # The jobs that may be ours go into this very write: a worker killed while it
+        # reconciles leaves them for its retry, which reads them by id even after they
+        # left the active tasks (a short job is gone within seconds).
+        record = record.model_copy(update={"sightings": _early_sightings(client, record)})
         ledger.put(record)
         seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
         if seen.job is not None:
@@ -980,10 +984,22 @@ def _in_flight(record: LedgerRecord) -> tuple[datetime, datetime]:
     return (record.sent_at or record.submitted_at) + low, record.failed_at + high
 
 
+def _early_sightings(client: LegnextClient, record: LedgerRecord) -> list[str]:
+    """The account's active jobs of the record's type created in its interval (claimed
+    or not: reconciliation sorts them out later); none when the list does not answer."""
+    tasks = _active_tasks(client, record) or []
+    interval = _interval(record)
+    return [task.job_id for task in tasks if _placed(task.created_at, interval)]
+
+
 def _made_within(job: Job, interval: tuple[datetime, datetime]) -> bool:
-    """Whether the job's creation can fall in `interval`. A ``created_at`` without a
-    fraction of a second (as in Legnext's samples) means any time within that second."""
-    created = job.meta.created_at
+    return _placed(job.meta.created_at, interval)
+
+
+def _placed(created: datetime | None, interval: tuple[datetime, datetime]) -> bool:
+    """Whether a job created at `created` can fall in `interval`. A ``created_at``
+    without a fraction of a second (as in Legnext's samples) means any time within
+    that second."""
     if created is None:
         return False  # it cannot be placed: never a candidate
     last = created + timedelta(seconds=1) if created.microsecond == 0 else created
