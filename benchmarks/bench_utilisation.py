@@ -106,8 +106,8 @@ def _batch(jobs: int, time_scale: float, tag: str) -> dict[str, float]:
     def timed_dispatch(task: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         started = time.time()
         result = dispatch(task, name, *args, **kwargs)
-        if name.endswith(": submit"):
-            submits[result.job_id] = started
+        if name.endswith(": submit"):  # submit_step: (the job, whether it was reused)
+            submits[result[0].job_id] = started
         elif ": wait " in name:
             waits[result.job_id] = time.time()
         return result

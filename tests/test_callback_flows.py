@@ -434,7 +434,10 @@ def test_chain_runs_wait_suspended_and_complete_through_callbacks_and_the_sweepe
     assert _stored_outputs(bucket, "legnext/daily", job_ids) == jobs * 4
     # What was kept on the runs (deliveries, run inputs) holds no proxy token.
     with api(), get_client(sync_client=True) as client:
-        inputs = [i.value for run in runs for prefix in ("legnext-", "suspended-")
-                  for i in client.filter_flow_run_input(run.id, prefix, 100, set())]  # fmt: skip
-    assert any(job_ids.pop().lower() in value for value in inputs)
+        kept = {prefix: [i.value for run in runs
+                         for i in client.filter_flow_run_input(run.id, prefix, 100, set())]
+                for prefix in ("legnext-delivered-", "legnext-wait-", "suspended-")}  # fmt: skip
+    inputs = [value for values in kept.values() for value in values]
+    delivered = {json.loads(value)["job_id"].lower() for value in kept["legnext-delivered-"]}
+    assert delivered == {j.lower() for j in job_ids}  # every job was delivered to its run
     assert not [value for value in inputs if "proxy-token" in value]

@@ -60,7 +60,7 @@ def test_one_legnext_client_per_credentials_and_process(
     assert LEGNEXT_CLIENTS.built - legnext_before == 2  # other credentials, their own
 
 
-def test_a_new_step_costs_one_ledger_read_its_writes_and_one_put_per_file(
+def test_a_new_step_reads_nothing_and_costs_its_writes_and_one_put_per_file(
     legnext_simulator_factory: Any, local_s3_server: LocalS3Server
 ) -> None:
     counter = FaultPlan("reset", times=0)  # breaks nothing: it counts S3 requests
@@ -77,9 +77,10 @@ def test_a_new_step_costs_one_ledger_read_its_writes_and_one_put_per_file(
         proxy.listener.close()
     files = len(result.last.files) + (1 if result.last.grid_uri else 0)
     methods, plan = _methods(counter), counter
-    # One ledger read; three ledger writes (write-ahead record, job claim, job record);
-    # one PUT per file, proven by its answer (no HEAD); the sidecar.
-    assert methods == Counter({"GET": 1, "PUT": 3 + files + 1}), plan.seen
+    # No read (issue 12: the submit's conditional create is the existence check); three
+    # ledger writes (write-ahead record, job claim, job record); one PUT per file,
+    # proven by its answer (no HEAD); the sidecar.
+    assert methods == Counter({"PUT": 3 + files + 1}), plan.seen
     assert files == 5  # 4 images and the grid
 
 
