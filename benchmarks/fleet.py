@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -165,3 +166,15 @@ def start_worker(processes: Processes, name: str, pool: str, limit: int) -> subp
         name, str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name,
         "--limit", str(limit),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_server(home: Path) -> Iterator[Processes]:
+    """A ``prefect server start`` (SQLite) on a free loopback port with its own `home`,
+    and every process started through it, stopped at the end, also on failure."""
+    processes = Processes(home, fleet_env(home, free_port(), None))
+    try:
+        start_server(processes)
+        yield processes
+    finally:
+        processes.stop_all()

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from benchmarks.fleet import BIN, ROOT, Processes, fleet_env, free_port, start_server
+from benchmarks.fleet import BIN, ROOT, Processes, running_server
 from prefect_aws import S3Bucket
 
 from prefect_legnext.simulator import LegnextSimulator
@@ -40,13 +40,8 @@ def prefect_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proces
     """``prefect server start`` (SQLite) on a free loopback port, with its own home.
     SQLite serialises writes: fleet_env lets a busy moment wait instead of answering
     503 (docs/scaling.md: use PostgreSQL for real fleets)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    processes = Processes(home, fleet_env(home, free_port(), None))
-    try:
-        start_server(processes)
+    with running_server(tmp_path_factory.mktemp("prefect-home")) as processes:
         yield processes
-    finally:
-        processes.stop_all()
 
 
 def _api_settings(cluster: Processes) -> Any:

@@ -645,6 +645,33 @@ def receiver(
         _serve_in_foreground(lambda: serve(app, host, port, on_ready=ready), host, port)
 
 
+@app.command()
+def sweep() -> None:
+    """Settle flow runs whose Legnext callback is overdue, once (callback mode's safety
+    net; schedule the legnext-sweeper deployment to run it every minute).
+
+    GETs each overdue job once, resumes its run when it finished, releases its
+    legnext-account slot, and renews the slots of jobs still running. Uses the Prefect
+    API at PREFECT_API_URL.
+    """
+    from prefect_legnext.demo import quiet_logs
+
+    quiet_logs()
+    _log_to_stderr("prefect_legnext")
+    with user_errors(), ExitStack() as stack:
+        from prefect_legnext.orchestration.sweeper import sweep_once
+        from prefect_legnext.prefect_api import prefect_api
+
+        stack.enter_context(prefect_api())
+        report = sweep_once()
+    console.print(
+        f"{len(report.waiting)} waiting, {len(report.checked)} checked, "
+        f"{len(report.resumed)} resumed, {len(report.still_running)} still running, "
+        f"{len(report.released)} slots released",
+        highlight=False,
+    )
+
+
 def _log_to_stderr(name: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -26,6 +26,10 @@ SIGNATURE_HEADER = "X-Legnext-Signature"
 # (`config.webhook_config.endpoint`). Our decisions, not Legnext's.
 CALLBACK_TAG = "legnext_idempotency_key"
 FLOW_RUN_TAG = "legnext_flow_run"
+# The lease of the ``legnext-account`` slot a job holds (callback mode): whoever learns
+# that the job finished (the receiver, the sweeper) releases it.
+LEASE_TAG = "legnext_lease"
+OUR_TAGS = (CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -99,9 +103,9 @@ def parse_delivery(body: bytes) -> Delivery:
 
 
 def callback_tags(url: str) -> dict[str, str]:
-    """Our tags (`CALLBACK_TAG`, `FLOW_RUN_TAG`) found in a callback URL's query."""
+    """Our tags (`OUR_TAGS`) found in a callback URL's query."""
     try:
         query = urlsplit(url).query
     except ValueError:
         return {}
-    return {k: v for k, v in parse_qsl(query) if k in (CALLBACK_TAG, FLOW_RUN_TAG)}
+    return {k: v for k, v in parse_qsl(query) if k in OUR_TAGS}

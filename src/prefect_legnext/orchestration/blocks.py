@@ -79,6 +79,26 @@ class LegnextCredentials(CredentialsBlock):
         "time scale when pointed at a simulator.",
     )
 
+    callback_url: str | None = Field(
+        default=None,
+        title="Callback receiver URL",
+        description="The public URL of your `prefect-legnext receiver`. When set, flows "
+        "run from deployments wait for Legnext's callback while suspended (no worker "
+        "held) instead of polling.",
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _check_callback_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        # Legnext must reach it; only http(s), at most 1024 characters like imgUrl
+        # (our decision: the tags we add need room too).
+        if not value.startswith(("http://", "https://")) or len(value) > 800:
+            raise ValueError("callback_url must be an http(s) URL of at most 800 characters")
+        return value
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _clean_api_key(cls, value: Any) -> Any:

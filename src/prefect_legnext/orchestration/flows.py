@@ -41,9 +41,21 @@ from pydantic import BaseModel, Field
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
-from prefect_legnext.orchestration import slots
+from prefect_legnext.orchestration import job_leases, slots
 from prefect_legnext.orchestration.background import background_writes, write_later
 from prefect_legnext.orchestration.blocks import LegnextCredentials
+from prefect_legnext.orchestration.callback_mode import (
+    DELIVERED,
+    Awaited,
+    AwaitingCallbacks,
+    WaitMode,
+    choose_wait_mode,
+    current_flow_run_id,
+    finished,
+    gather,
+    note_wait,
+    run_until_waiting,
+)
 from prefect_legnext.orchestration.clients import legnext_client
 from prefect_legnext.orchestration.errors import BudgetExceededError
 from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
@@ -183,6 +195,10 @@ class RunSettings(BaseModel):
     # Download limits of every persist (see storage.persist_job); not flow parameters.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     file_timeout: float = DEFAULT_FILE_TIMEOUT
+    # "callback": steps submit with the receiver's URL and the run suspends while jobs
+    # run (callback_mode); "poll": each step's wait task polls.
+    wait_mode: WaitMode = "poll"
+    credentials_block: str | None = None
 
     def ledger(self) -> S3Ledger:
         """Submits of flows are recorded beside their outputs, shared by every worker."""
@@ -443,9 +459,17 @@ def run_step(
     name = f"{name_prefix}{planned.index} {target.name}"
     cost = target.cost(request, parent.points if parent is not None else None)
     key, fingerprint = _step_identity(settings.scope, planned, parent)
-    recorded = _reserve(budget, cost, where, settings, ledger, key)
     progress = _Progress(label, planned)
     started = time.monotonic()
+    if settings.wait_mode == "callback":
+        settled, was_reused = _settle_by_callback(
+            planned, request, key, fingerprint, settings, budget, cost, where, ledger, name,
+            progress,
+        )  # fmt: skip
+        return _persisted(
+            planned, settled, was_reused, cost, started, settings, metadata, name, progress
+        )
+    recorded = _reserve(budget, cost, where, settings, ledger, key)
     with account_slot():
         if recorded is not None:
             _run_logger().info(
@@ -469,6 +493,22 @@ def run_step(
         )  # fmt: skip
     # A process or Dask worker calls its own copy of `progress`: say the end here.
     progress.status(done)
+    return _persisted(planned, done, reused, cost, started, settings, metadata, name, progress)
+
+
+def _persisted(
+    planned: PlannedStep,
+    done: Job,
+    reused: bool,
+    cost: int,
+    started: float,
+    settings: RunSettings,
+    metadata: dict[str, Any],
+    name: str,
+    progress: _Progress,
+) -> StepOutcome:
+    """Persist a finished step's outputs (found in S3 already when `reused`)."""
+    short = done.job_id[:SHORT_ID]
     duration = time.monotonic() - started
     stored: PersistedJob = _dispatch(
         persist_outputs, f"{name}: persist {short}", done, settings.bucket,
@@ -482,6 +522,69 @@ def run_step(
         job=done, reused=reused, cost=cost, stored=stored,
         duration_seconds=duration,
     )  # fmt: skip
+
+
+def _settle_by_callback(
+    planned: PlannedStep,
+    request: LegnextRequest,
+    key: str,
+    fingerprint: str,
+    settings: RunSettings,
+    budget: PointBudget,
+    cost: int,
+    where: str,
+    ledger: JobLedger,
+    name: str,
+    progress: _Progress,
+) -> tuple[Job, bool]:
+    """A step in callback mode: its finished job and whether an earlier execution of
+    the run submitted it; or `AwaitingCallbacks` while it runs.
+
+    A job recorded under the step's key is never submitted again: delivered (the
+    receiver or the sweeper put its task object on the run), it is the outcome;
+    else the run waits for it again. Otherwise the step takes an account slot on a
+    lease long enough for the job, submits with the receiver's URL tagged with the
+    key, the run and the lease, and notes the wait for the sweeper. The lease goes
+    with the job: the receiver or the sweeper releases it, never this process."""
+    from prefect.client.orchestration import get_client
+
+    flow_run_id = current_flow_run_id()
+    record = ledger.get(key)
+    if record is not None and record.job_id is not None:
+        budget.reserve(cost, where, already_paid=True)
+        delivered = DELIVERED.get(flow_run_id, record.job_id)
+        if delivered is not None:
+            progress("reused", delivered.job_id, f"{delivered.points} points")
+            progress.status(delivered)
+            return finished(delivered), True
+        # Its wait note was kept when it was submitted.
+        raise AwaitingCallbacks([Awaited(record.job_id, record.updated_at)])
+    budget.reserve(cost, where)
+    target = planned.step.endpoint
+    scale = settings.credentials.poll_scale
+    lease_seconds = job_leases.job_lease_seconds(target.task_type, scale)
+    lease = job_leases.take(ACCOUNT_LIMIT, lease_seconds)
+    tagged = request.model_copy(update={"callback": settings.credentials.callback_url})
+    try:
+        job, reused = _dispatch(
+            submit_step, f"{name}: submit", settings.credentials, tagged,
+            idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
+            lease_id=str(lease) if lease is not None else None,
+        )  # fmt: skip
+    except BaseException:
+        job_leases.release(lease)  # nothing was submitted under it
+        raise
+    if reused:
+        # An earlier attempt's job (found by reconciliation): it holds its own slot.
+        budget.paid_before_by_now(cost)
+        job_leases.release(lease)
+        lease = None
+    progress("reused" if reused else "submitted", job.job_id, f"{job.points} points")
+    if job.is_finished:
+        return finished(job), reused
+    with get_client(sync_client=True) as client:
+        awaited = note_wait(client, job, lease, lease_seconds, scale, settings.credentials_block)
+    raise AwaitingCallbacks([awaited])
 
 
 def run_chain(
@@ -633,10 +736,12 @@ def _prepare_run(
     max_points: int | None,
     image_source: ImageSource,
     idempotency_scope: str | None,
+    wait_mode: WaitMode | None = None,
 ) -> tuple[list[ChainPlan], RunSettings, PointBudget]:
     """Check everything that can be checked before the first paid call."""
     plans = [plan_chain(chain) for chain in chains]
     credentials, credentials_source = resolve_credentials(credentials_block)
+    mode = choose_wait_mode(wait_mode, credentials, _run_logger())
     bucket, bucket_source = resolve_bucket(storage_block)
     _run_logger().info(
         "Legnext credentials from %s; outputs to s3://%s from %s",
@@ -645,7 +750,11 @@ def _prepare_run(
     balance = _sync(get_balance(credentials))
     budget = PointBudget(max_points, balance.available_points)
     flow_run = _current_flow_run()
-    first_attempt = idempotency_scope is None and (flow_run is None or flow_run.run_count <= 1)
+    # A run resumed after a suspend (callback mode) has paid for its earlier steps.
+    resumed = flow_run is not None and bool(flow_run.empirical_policy.pause_keys)
+    first_attempt = (
+        idempotency_scope is None and (flow_run is None or flow_run.run_count <= 1) and not resumed
+    )
     budget.check_plan(sum(p.points for p in plans), first_attempt=first_attempt)
     ensure_account_limit(credentials.concurrent_jobs)
     settings = RunSettings(
@@ -657,6 +766,8 @@ def _prepare_run(
         # A direct call has no run to scope to: it is a run of its own.
         scope=idempotency_scope
         or (flow_run_scope(flow_run) if flow_run is not None else f"direct-call:{uuid4()}"),
+        wait_mode=mode,
+        credentials_block=credentials_block,
     )
     return plans, settings, budget
 
@@ -723,6 +834,15 @@ IdempotencyScopeArg = Annotated[
         "Runs with the same scope reuse each other's jobs; default: this flow run.",
     ),
 ]
+WaitModeArg = Annotated[
+    WaitMode | None,
+    _about(
+        "Wait mode",
+        "callback: suspend the run while Legnext works (needs the receiver's URL on the "
+        "credentials block and a deployment run); poll: a task polls each job; default: "
+        "callback when the credentials block names a receiver.",
+    ),
+]
 DEFAULT_INPAINT_PROMPT = "a small red sailboat"
 DEFAULT_RETEXTURE_PROMPT = "as a watercolour painting"
 DEFAULT_MASK = default_mask()
@@ -746,6 +866,7 @@ def legnext_chain(
     max_wait_seconds: MaxWaitArg = 900.0,
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
+    wait_mode: WaitModeArg = None,
 ) -> ChainResult:
     """Generate, enhance, inpaint and retexture, persisting every step to S3."""
     chain = classic_chain(prompt, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
@@ -758,6 +879,7 @@ def legnext_chain(
         max_wait_seconds=max_wait_seconds,
         max_points=max_points,
         idempotency_scope=idempotency_scope,
+        wait_mode=wait_mode,
     )
 
 
@@ -780,18 +902,27 @@ def legnext_pipeline(
     max_wait_seconds: MaxWaitArg = 900.0,
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
+    wait_mode: WaitModeArg = None,
 ) -> ChainResult:
     """Run any valid chain of Legnext steps, e.g. diffusion -> upscale -> pan ->
     remove_background, checked against each parent before any point is spent."""
     plans, settings, budget = _prepare_run(
         [steps], credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
-        image_source, idempotency_scope,
+        image_source, idempotency_scope, wait_mode,
     )  # fmt: skip
     first = steps[0]  # plan_chain refused an empty chain
+    label = chain_label(first.prompt, first.action)
     with background_writes():
-        result = run_chain(plans[0], settings, budget, chain_label(first.prompt, first.action))
+        result = _until_done(lambda: run_chain(plans[0], settings, budget, label), settings)
         write_later(_summary_artifact, settings, [result], "legnext-chain-summary")
     return result
+
+
+def _until_done(run: Callable[[], T], settings: RunSettings) -> T:
+    """The chains' result; in callback mode, the run suspends while they wait."""
+    if settings.wait_mode == "callback":
+        return run_until_waiting(run, settings.max_wait_seconds)
+    return run()
 
 
 def _run_chains(
@@ -817,15 +948,21 @@ def _run_chains(
             run = copy_context().run
             futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, prefix))
         try:
-            results: list[ChainResult] = []
-            for done, future in enumerate(futures, start=1):
-                results.append(future.result())
+            outcomes: list[ChainResult | AwaitingCallbacks] = []
+            done = 0
+            for future in futures:
+                try:
+                    outcomes.append(future.result())
+                except AwaitingCallbacks as waiting:  # callback mode: the chain waits
+                    outcomes.append(waiting)
+                    continue
+                done += 1
                 on_done(done)
         except BaseException:
             # Chains not started yet have paid nothing: drop them, let the others finish.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return results
+    return gather(outcomes)
 
 
 @flow(
@@ -851,6 +988,7 @@ def legnext_batch(
     max_wait_seconds: MaxWaitArg = 900.0,
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
+    wait_mode: WaitModeArg = None,
 ) -> BatchResult:
     """Many chains side by side; the ``legnext-account`` limit keeps the account busy
     but never over-queued, whatever the number of prompts, runs and workers."""
@@ -860,7 +998,7 @@ def legnext_batch(
     ]
     plans, settings, budget = _prepare_run(
         chains, credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
-        retexture_source, idempotency_scope,
+        retexture_source, idempotency_scope, wait_mode,
     )  # fmt: skip
     progress = (
         _sync(create_progress_artifact(progress=0.0, description="Legnext batch: chains done"))
@@ -876,6 +1014,8 @@ def legnext_batch(
             listener(done, len(plans))
 
     with background_writes():
-        results = _run_chains(plans, labels, settings, budget, chain_done)
+        results = _until_done(
+            lambda: _run_chains(plans, labels, settings, budget, chain_done), settings
+        )
         write_later(_summary_artifact, settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

@@ -87,7 +87,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from prefect_legnext.core.callbacks import CALLBACK_TAG, FLOW_RUN_TAG
+from prefect_legnext.core.callbacks import CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG, OUR_TAGS
 from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
@@ -482,19 +482,25 @@ def check_key(key: str) -> str:
 
 
 def tag_callback(
-    request: LegnextRequest, key: str, flow_run_id: str | None = None
+    request: LegnextRequest,
+    key: str,
+    flow_run_id: str | None = None,
+    lease_id: str | None = None,
 ) -> LegnextRequest:
     """Add the key to the callback URL, which Legnext echoes in the task object, so that
-    reconciliation can recognise our job exactly; and, for a submit inside a flow run,
-    that run's id, so that a callback receiver can resume the run waiting for the job."""
+    reconciliation can recognise our job exactly; for a submit inside a flow run, that
+    run's id, so that a callback receiver can resume the run waiting for the job; and
+    the lease of the account slot the job holds (callback mode), so that whoever learns
+    that the job finished can release it."""
     if request.callback is None:
         return request
     parts = urlsplit(request.callback)
-    ours = (CALLBACK_TAG, FLOW_RUN_TAG)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in OUR_TAGS]
     query.append((CALLBACK_TAG, key))
     if flow_run_id is not None:
         query.append((FLOW_RUN_TAG, flow_run_id))
+    if lease_id is not None:
+        query.append((LEASE_TAG, lease_id))
     return request.model_copy(
         update={"callback": urlunsplit(parts._replace(query=urlencode(query)))}
     )
@@ -515,6 +521,7 @@ def submit_once(
     in_progress_grace: float = IN_PROGRESS_GRACE_SECONDS,
     window_scale: float = 1.0,
     flow_run_id: str | None = None,
+    lease_id: str | None = None,
 ) -> tuple[Job, bool]:
     """Submit `request` at most once per `key`. Returns the job and whether it was
     reused (True) rather than created by this call.
@@ -529,6 +536,8 @@ def submit_once(
             tests against a faster simulator, 1.0 for Legnext.
         flow_run_id: the flow run submitting, tagged on the callback URL (if any) for
             the callback receiver.
+        lease_id: the account slot's lease the job will hold (callback mode), tagged
+            on the callback URL too.
 
     Raises:
         OutcomeUnknownError: a previous or this attempt may have created a job that
@@ -537,7 +546,7 @@ def submit_once(
     """
     endpoint = endpoint_for(request)
     digest = fingerprint or body_sha256(endpoint, request)
-    request = tag_callback(request, key, flow_run_id)
+    request = tag_callback(request, key, flow_run_id, lease_id)
     # The conditional create is the existence check: a new key costs one write and no
     # read; a key that has a record costs a refused create and then the read.
     record: LedgerRecord | None = None

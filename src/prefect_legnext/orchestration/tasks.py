@@ -182,6 +182,7 @@ def _submit_once(
     ledger: LedgerArg,
     on_unknown: OnUnknown,
     fingerprint: str | None = None,
+    lease_id: str | None = None,
 ) -> tuple[Job, bool]:
     endpoint = endpoint_for(request)
     key = (
@@ -201,6 +202,7 @@ def _submit_once(
             on_unknown=on_unknown,
             fingerprint=fingerprint,
             flow_run_id=str(flow_run_id) if flow_run_id is not None else None,
+            lease_id=lease_id,
         )
     if reused:
         logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
@@ -330,11 +332,15 @@ def submit_step(
     idempotency_key: str,
     ledger: LedgerArg,
     fingerprint: str | None = None,
+    lease_id: str | None = None,
 ) -> tuple[Job, bool]:
     """`submit_request` for the flows' chain steps: also says whether the job was
     reused (an earlier attempt paid for it), which the step learns here instead of
-    reading the ledger itself (an S3 call per step saved)."""
-    return _submit_once(credentials, request, idempotency_key, ledger, "raise", fingerprint)
+    reading the ledger itself (an S3 call per step saved). `lease_id`: the account
+    slot's lease the job holds in callback mode (tagged on the callback URL)."""
+    return _submit_once(
+        credentials, request, idempotency_key, ledger, "raise", fingerprint, lease_id
+    )
 
 
 class _WaitProgress:

@@ -8,9 +8,11 @@ resumes the flow run waiting for it.
 """
 
 from prefect_legnext.orchestration.receiver.actions import (
+    DeliverToFlowRun,
     EmitJobEvent,
     LegnextTaskInput,
     RecordInLedger,
+    ReleaseJobSlot,
     ResumeFlowRun,
     TerminalAction,
     default_actions,
@@ -32,11 +34,13 @@ __all__ = [
     "Arrival",
     "CallbackGate",
     "Decision",
+    "DeliverToFlowRun",
     "EmitJobEvent",
     "LegnextTaskInput",
     "ReceiverApp",
     "ReceiverServer",
     "RecordInLedger",
+    "ReleaseJobSlot",
     "ResumeFlowRun",
     "TerminalAction",
     "build_receiver",

@@ -1,7 +1,8 @@
 """What the receiver does with a job that reached a terminal status: a list of actions,
 each idempotent (a repeated or re-ordered delivery, or one re-sent after a restart,
-changes nothing), run in order. Later parts add theirs (e.g. releasing a concurrency
-slot) by passing a longer list to `ReceiverApp`.
+changes nothing), run in order (`default_actions`): record in the ledger, emit the
+job's event, deliver the task object to the flow run, resume the run, release the
+job's ``legnext-account`` slot.
 
 An action returns a short outcome for the log, and raises for a failure worth a retry
 by the sender (the receiver then answers 503 and forgets the delivery).
@@ -22,11 +23,19 @@ from prefect.input import RunInput
 from pydantic import ConfigDict
 
 from prefect_legnext.core.responses import Job
+from prefect_legnext.orchestration import job_leases
+from prefect_legnext.orchestration.deliveries import asave_delivery, kept
 from prefect_legnext.orchestration.ledger import JobLedger, record_from_callback
 from prefect_legnext.orchestration.receiver.gate import Arrival
 from prefect_legnext.orchestration.tasks import emit_job_event, job_event_id
 
 logger = logging.getLogger("prefect_legnext.orchestration.receiver")
+
+# Our decisions: how long a delivery waits for its run to suspend (a fast job may call
+# back between the submit and the suspend: the lost wake-up), and how often it looks.
+# Past it the sweeper settles the run.
+SUSPEND_GRACE_SECONDS = 20.0
+SUSPEND_LOOK_SECONDS = 0.25
 
 
 class TerminalAction(Protocol):
@@ -97,26 +106,94 @@ class EmitJobEvent:
         return f"legnext.job.{what}"
 
 
+def _flow_run_id(arrival: Arrival) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(arrival.flow_run_id) if arrival.flow_run_id is not None else None
+    except ValueError:
+        return None
+
+
+class DeliverToFlowRun:
+    """Keep the task object on the flow run the callback URL names (flow run input
+    ``legnext-delivered-<job id>``, `deliveries`), whether or not the run waits for it
+    now: a re-executed run (or a batch's other chains) reads it instead of GETting the
+    job. Create-only: a repeat changes nothing."""
+
+    name = "deliver"
+
+    async def __call__(self, arrival: Arrival) -> str:
+        flow_run_id = _flow_run_id(arrival)
+        if flow_run_id is None:
+            return "no flow run in the callback URL"
+        try:
+            async with get_client() as client:
+                await asave_delivery(client, flow_run_id, arrival.delivery.data)
+        except ObjectNotFound:
+            return f"flow run {flow_run_id} not found"
+        except Exception as exc:
+            # A deleted run answers 404 through the create: nothing to deliver to.
+            if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+                return f"flow run {flow_run_id} not found"
+            raise
+        return "delivered"
+
+
+class ReleaseJobSlot:
+    """Release the ``legnext-account`` slot the job held (callback mode): its lease id
+    is tagged on the echoed callback URL (`LEASE_TAG`). Releasing a lease the server no
+    longer knows does nothing, so a repeat, or the sweeper releasing it too, is
+    harmless."""
+
+    name = "slot"
+
+    async def __call__(self, arrival: Arrival) -> str:
+        if arrival.lease_id is None:
+            return "no slot lease in the callback URL"
+        try:
+            lease = uuid.UUID(arrival.lease_id)
+        except ValueError:
+            return "malformed lease id"
+        async with get_client() as client:
+            await job_leases.arelease(client, lease)
+        return "released"
+
+
 class ResumeFlowRun:
     """Resume the flow run the callback URL names (`FLOW_RUN_TAG`) with the task object
-    as run input, when it is paused waiting for this job (`pause_key_for`). A run that
-    is not paused (already resumed, finished, not yet paused) or waits for something
-    else is left alone: logged, not retried (the flow's own polling or the sweeper
-    settles those)."""
+    as run input, when it is paused waiting for this job (`pause_key_for`). A run still
+    running is looked at again for `grace` seconds: a fast job may call back before its
+    run has suspended (the lost wake-up). A run that is not paused after that (already
+    resumed, finished), or waits for something else, is left alone: logged, not retried
+    (the sweeper settles a run that suspended later)."""
 
     name = "resume"
+
+    def __init__(
+        self, grace: float = SUSPEND_GRACE_SECONDS, look_every: float = SUSPEND_LOOK_SECONDS
+    ) -> None:
+        self.grace = grace
+        self.look_every = look_every
 
     async def __call__(self, arrival: Arrival) -> str:
         if arrival.flow_run_id is None:
             return "no flow run in the callback URL"
         job_id = arrival.delivery.job.job_id
-        try:
-            flow_run_id = uuid.UUID(arrival.flow_run_id)
-        except ValueError:
+        flow_run_id = _flow_run_id(arrival)
+        if flow_run_id is None:
             return "malformed flow run id"
+        deadline = asyncio.get_running_loop().time() + self.grace
         try:
             async with get_client() as client:
-                flow_run = await client.read_flow_run(flow_run_id)
+                while True:
+                    flow_run = await client.read_flow_run(flow_run_id)
+                    # Running, and this pause never fired: it may be about to suspend.
+                    fired = pause_key_for(job_id) in (flow_run.empirical_policy.pause_keys or ())
+                    about_to = (
+                        flow_run.state is not None and flow_run.state.is_running() and not fired
+                    )
+                    if not about_to or asyncio.get_running_loop().time() >= deadline:
+                        break
+                    await asyncio.sleep(self.look_every)
         except ObjectNotFound:
             return f"flow run {flow_run_id} not found"
         waiting = _waiting_for(flow_run)
@@ -124,16 +201,23 @@ class ResumeFlowRun:
             logger.info("callback for job %s: flow run %s is %s; not resumed",
                         job_id, flow_run_id, _what(flow_run, waiting))  # fmt: skip
             return "not waiting for this job"
-        try:
-            await aresume_flow_run(flow_run_id, run_input=arrival.delivery.data)
-        except NotPausedError:  # another delivery (or a person) resumed it meanwhile
-            return "already resumed"
-        except FlowPauseTimeout:
-            logger.warning("callback for job %s: flow run %s timed out waiting; not resumed",
-                           job_id, flow_run_id)  # fmt: skip
-            return "pause timed out"
-        # Any other refusal (e.g. the run's input schema not saved yet, right after it
-        # paused) raises: the receiver answers 503 and the sender tries again.
+        while True:
+            try:
+                await aresume_flow_run(flow_run_id, run_input=kept(arrival.delivery.data))
+                break
+            except NotPausedError:  # another delivery (or a person) resumed it meanwhile
+                return "already resumed"
+            except FlowPauseTimeout:
+                logger.warning("callback for job %s: flow run %s timed out waiting; "
+                               "not resumed", job_id, flow_run_id)  # fmt: skip
+                return "pause timed out"
+            except RuntimeError:
+                # Refused: e.g. the run's input schema is saved just after it suspends.
+                # Asked again within the grace; past it the receiver answers 503 and
+                # the sender tries again.
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(self.look_every)
         logger.info("callback for job %s: resumed flow run %s", job_id, flow_run_id)
         return "resumed"
 
@@ -152,9 +236,13 @@ def _what(flow_run: FlowRun, pause_key: str | None) -> str:
 
 
 def default_actions(ledger: JobLedger | None) -> list[TerminalAction]:
-    """Record (when there is a ledger), emit, resume: in that order, so that a resumed
-    flow finds its job recorded."""
-    actions: list[TerminalAction] = [EmitJobEvent(), ResumeFlowRun()]
+    """Record (when there is a ledger), emit, deliver, resume, release the slot: in that
+    order, so that a resumed flow finds its job recorded and delivered, and the slot is
+    freed once the run has been told (our decision: a failed resume is retried by the
+    sender before the slot goes to another job)."""
+    actions: list[TerminalAction] = [
+        EmitJobEvent(), DeliverToFlowRun(), ResumeFlowRun(), ReleaseJobSlot(),
+    ]  # fmt: skip
     if ledger is not None:
         actions.insert(0, RecordInLedger(ledger))
     return actions

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from prefect_legnext.core.callbacks import (
     CALLBACK_TAG,
     FLOW_RUN_TAG,
+    LEASE_TAG,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Delivery,
@@ -42,11 +43,14 @@ class Arrival:
         key: the idempotency key the callback URL was tagged with (`CALLBACK_TAG`),
             None when the URL carries none (a submit outside the ledger).
         flow_run_id: the flow run that submitted (`FLOW_RUN_TAG`), None outside one.
+        lease_id: the ``legnext-account`` slot's lease the job holds (`LEASE_TAG`,
+            callback mode), None otherwise.
     """
 
     delivery: Delivery
     key: str | None
     flow_run_id: str | None
+    lease_id: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -128,7 +132,9 @@ class CallbackGate:
         except DeliveryError as exc:
             return Decision(400, str(exc))
         tags = callback_tags(delivery.callback_url)
-        arrival = Arrival(delivery, tags.get(CALLBACK_TAG), tags.get(FLOW_RUN_TAG))
+        arrival = Arrival(
+            delivery, tags.get(CALLBACK_TAG), tags.get(FLOW_RUN_TAG), tags.get(LEASE_TAG)
+        )
         if arrival.remembered_as in self._seen:
             self._seen.move_to_end(arrival.remembered_as)
             return Decision(200, "duplicate delivery: nothing to do", arrival, duplicate=True)
