@@ -83,8 +83,11 @@ def test_a_task_object_kept_on_a_run_loses_the_webhook_secret_and_foreign_query(
     assert kept({"job_id": "j", "status": "completed"}) == {"job_id": "j", "status": "completed"}
 
 
-def test_wait_mode_follows_the_credentials_and_the_run() -> None:
+def test_wait_mode_follows_the_credentials_and_the_run(prefect_server: None) -> None:
     import logging
+
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from prefect_legnext.orchestration.blocks import LegnextCredentials
     from prefect_legnext.orchestration.callback_mode import choose_wait_mode
@@ -104,6 +107,18 @@ def test_wait_mode_follows_the_credentials_and_the_run() -> None:
     # Outside a deployment's flow run nothing can be suspended: polling.
     assert choose_wait_mode(None, hooked, log) == "poll"
     assert choose_wait_mode("callback", hooked, log) == "poll"
+
+    @flow
+    def decides(asked: str | None) -> str:
+        return choose_wait_mode(asked, hooked, log)  # type: ignore[arg-type]
+
+    # A flow run from Python cannot be suspended: it listens for the receiver's notice
+    # on its server, unless asked to poll. A direct call of the flow's function has no
+    # run to be delivered to, and no server here: it polls.
+    assert decides(None) == "listen" and decides("callback") == "listen"
+    assert decides("poll") == "poll"
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert decides.fn(None) == "poll"
     with pytest.raises(ValueError, match="http"):
         LegnextCredentials(api_key="lgx-test-key-0001", callback_url="ftp://x")
     # Long enough for the job, within what Prefect's server accepts.
@@ -441,3 +456,60 @@ def test_chain_runs_wait_suspended_and_complete_through_callbacks_and_the_sweepe
     delivered = {json.loads(value)["job_id"].lower() for value in kept["legnext-delivered-"]}
     assert delivered == {j.lower() for j in job_ids}  # every job was delivered to its run
     assert not [value for value in inputs if "proxy-token" in value]
+
+
+@pytest.mark.timeout(600)
+def test_a_run_outside_a_deployment_listens_for_the_notice_and_polls_what_never_comes(
+    cluster: Processes, legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> None:
+    """Callback mode in a flow run from Python (it cannot be suspended): each step's
+    wait task listens for the receiver's notice. The diffusion's delivery comes: its
+    job is never GET. Every enhance delivery is lost: that step reads the job once its
+    callback is overdue and polls it to the end. The receiver resumes nothing (the run
+    was never paused) and answers at once."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_legnext.orchestration.blocks import LegnextCredentials
+    from prefect_legnext.orchestration.flows import legnext_chain
+
+    sim: LegnextSimulator = legnext_simulator_factory(
+        time_scale=TIME_SCALE, concurrency=6, callback_secret=SECRET
+    )
+    sim.set_faults({"enhance": {"callback_drop_rate": 1.0}})
+    bucket = local_s3_server.create_bucket()
+    port = free_port()
+    receiver_url = f"http://127.0.0.1:{port}/legnext/callback"
+    cluster.env["LEGNEXT_CALLBACK_SECRET"] = SECRET
+    with temporary_settings(updates={PREFECT_API_URL: cluster.env["PREFECT_API_URL"]}):
+        LegnextCredentials(
+            api_key=sim.api_key, base_url=sim.base_url, poll_scale=TIME_SCALE,
+            callback_url=receiver_url,
+        ).save("legnext-listen", overwrite=True)  # fmt: skip
+        bucket.save("legnext-listen-outputs", overwrite=True)
+        cluster.start("receiver-listen", str(BIN / "prefect-legnext"), "receiver", "--port",
+                      str(port), "--storage-block", "legnext-listen-outputs")  # fmt: skip
+        _wait_for_port(port, cluster)
+        state = legnext_chain(
+            "a heron, listened for", steps=["diffusion", "enhance"],
+            credentials_block="legnext-listen", storage_block="legnext-listen-outputs",
+            key_prefix="listen", return_state=True,
+        )  # fmt: skip
+    assert state.is_completed(), (state.message, cluster.logs())
+    result = state.result()
+    jobs = {job["task_type"]: job for job in sim.jobs()}
+    assert set(jobs) == {"diffusion", "enhance"} and len(sim.jobs()) == 2
+    assert [step.job_id for step in result.steps] == [
+        jobs["diffusion"]["job_id"], jobs["enhance"]["job_id"],
+    ]  # fmt: skip
+    # Told by the receiver: no GET. Never told: read once overdue, then polled.
+    assert jobs["diffusion"]["gets"] == 0, jobs
+    assert jobs["enhance"]["gets"] >= 1, jobs
+    assert sim.stats()["callbacks"]["dropped"] >= 1
+    received = (cluster.log_dir / "receiver-listen.log").read_text()
+    diffusion = jobs["diffusion"]["job_id"].lower()
+    line = next(
+        (ln for ln in received.splitlines() if f"callback for job {diffusion} (completed)" in ln),
+        None,
+    )
+    assert line is not None and "the run listens for the notice" in line, received
+    assert _stored_outputs(bucket, "listen", {j["job_id"] for j in sim.jobs()}) == 8

@@ -14,7 +14,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -29,7 +29,11 @@ FLOW_RUN_TAG = "legnext_flow_run"
 # The lease of the ``legnext-account`` slot a job holds (callback mode): whoever learns
 # that the job finished (the receiver, the sweeper) releases it.
 LEASE_TAG = "legnext_lease"
-OUR_TAGS = (CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG)
+# "listen": the flow run waits for the job in its process (it cannot be suspended), so
+# the receiver's notice is its event; there is no pause to resume.
+WAIT_TAG = "legnext_wait"
+LISTENING = "listen"
+OUR_TAGS = (CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG, WAIT_TAG)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -100,6 +104,13 @@ def parse_delivery(body: bytes) -> Delivery:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     return Delivery(job=job, data=data, digest=digest, timestamp=stamp)
+
+
+def listening_url(url: str) -> str:
+    """`url` tagged for a run that waits in its process (`WAIT_TAG`)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != WAIT_TAG]
+    return urlunsplit(parts._replace(query=urlencode([*query, (WAIT_TAG, LISTENING)])))
 
 
 def callback_tags(url: str) -> dict[str, str]:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 WaitMode = Literal["poll", "callback"]
+# How a run's steps wait: "listen" is callback mode in a run that cannot be suspended.
+WaitStyle = Literal["poll", "callback", "listen"]
 logger = logging.getLogger("prefect_legnext.orchestration.callback_mode")
 
 # Our decisions: a job's callback is overdue (the sweeper GETs it) after its longest
@@ -65,13 +67,23 @@ def why_not_suspendable() -> str | None:
     return None
 
 
+def _has_a_server() -> bool:
+    """Whether this process talks to a Prefect server the receiver can reach too (a
+    process-local ephemeral server hears from no receiver)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
 def choose_wait_mode(
     asked: WaitMode | None,
     credentials: LegnextCredentials,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> WaitMode:
-    """`asked`, or by default callback mode when the credentials name a receiver.
-    Callback mode in a run that cannot be suspended polls (said once, here).
+) -> WaitStyle:
+    """How the run's steps wait: as `asked`, by default callback mode when the
+    credentials name a receiver. Callback mode suspends the run; a run that cannot be
+    suspended listens for the receiver's notice in its process (`notices`) when it
+    has a run and a server the receiver reaches, else polls (each said once, here).
 
     Raises:
         ValueError: callback mode asked without a receiver URL (before any paid call).
@@ -86,10 +98,20 @@ def choose_wait_mode(
             )
         return "poll"
     reason = why_not_suspendable()
-    if reason is not None:
-        log.info("callback mode needs a deployment run to suspend; %s: polling instead", reason)
-        return "poll"
-    return "callback"
+    if reason is None:
+        return "callback"
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and _has_a_server():
+        log.info(
+            "callback mode: %s cannot be suspended; its steps wait in this process for "
+            "the receiver's notice (polling once a callback is overdue)", reason,
+        )  # fmt: skip
+        return "listen"
+    log.info(
+        "callback mode needs a flow run on a Prefect server the receiver reaches; "
+        "%s: polling instead", reason if context is None else "an ephemeral server",
+    )  # fmt: skip
+    return "poll"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
+from prefect_legnext.core.callbacks import listening_url
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
@@ -49,6 +50,7 @@ from prefect_legnext.orchestration.callback_mode import (
     Awaited,
     AwaitingCallbacks,
     WaitMode,
+    WaitStyle,
     choose_wait_mode,
     current_flow_run_id,
     finished,
@@ -59,6 +61,7 @@ from prefect_legnext.orchestration.callback_mode import (
 from prefect_legnext.orchestration.clients import legnext_client
 from prefect_legnext.orchestration.errors import BudgetExceededError
 from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
+from prefect_legnext.orchestration.notices import wait_for_notice
 from prefect_legnext.orchestration.plans import (
     ChainPlan,
     ChainStep,
@@ -196,8 +199,9 @@ class RunSettings(BaseModel):
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     file_timeout: float = DEFAULT_FILE_TIMEOUT
     # "callback": steps submit with the receiver's URL and the run suspends while jobs
-    # run (callback_mode); "poll": each step's wait task polls.
-    wait_mode: WaitMode = "poll"
+    # run (callback_mode); "listen": they submit so and their wait tasks listen for the
+    # receiver's notice (notices); "poll": each step's wait task polls.
+    wait_mode: WaitStyle = "poll"
     credentials_block: str | None = None
 
     def ledger(self) -> S3Ledger:
@@ -477,8 +481,10 @@ def run_step(
             )
             job, reused = recorded, True
         else:
+            listening = settings.wait_mode == "listen"
             job, reused = _dispatch(
-                submit_step, f"{name}: submit", settings.credentials, request,
+                submit_step, f"{name}: submit", settings.credentials,
+                _with_receiver(request, settings, listening=True) if listening else request,
                 idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
             )  # fmt: skip
             if reused:
@@ -487,10 +493,17 @@ def run_step(
         progress("reused" if reused else "submitted", job.job_id, f"{job.points} points")
         # Set here, once: the wait task's queueing, slow reads and retries all count.
         deadline = time.time() + settings.max_wait_seconds
-        done: Job = _dispatch(
-            wait_for_job, f"{name}: wait {short}", settings.credentials, job,
-            settings.max_wait_seconds, on_update=progress.status, deadline=deadline,
-        )  # fmt: skip
+        if settings.wait_mode == "listen" and not job.is_finished:
+            done: Job = _dispatch(
+                wait_for_notice, f"{name}: wait {short}", settings.credentials, job,
+                current_flow_run_id(), settings.max_wait_seconds,
+                on_update=progress.status, deadline=deadline,
+            )  # fmt: skip
+        else:
+            done = _dispatch(
+                wait_for_job, f"{name}: wait {short}", settings.credentials, job,
+                settings.max_wait_seconds, on_update=progress.status, deadline=deadline,
+            )  # fmt: skip
     # A process or Dask worker calls its own copy of `progress`: say the end here.
     progress.status(done)
     return _persisted(planned, done, reused, cost, started, settings, metadata, name, progress)
@@ -522,6 +535,18 @@ def _persisted(
         job=done, reused=reused, cost=cost, stored=stored,
         duration_seconds=duration,
     )  # fmt: skip
+
+
+def _with_receiver(
+    request: LegnextRequest, settings: RunSettings, *, listening: bool = False
+) -> LegnextRequest:
+    """The request calling back to the receiver (the submit tags the URL with the
+    step's key and run); `listening`: tagged so that the receiver knows the run waits
+    in its process (no pause to resume)."""
+    url = settings.credentials.callback_url
+    if listening and url is not None:
+        url = listening_url(url)
+    return request.model_copy(update={"callback": url})
 
 
 def _settle_by_callback(
@@ -564,10 +589,10 @@ def _settle_by_callback(
     scale = settings.credentials.poll_scale
     lease_seconds = job_leases.job_lease_seconds(target.task_type, scale)
     lease = job_leases.take(ACCOUNT_LIMIT, lease_seconds)
-    tagged = request.model_copy(update={"callback": settings.credentials.callback_url})
     try:
         job, reused = _dispatch(
-            submit_step, f"{name}: submit", settings.credentials, tagged,
+            submit_step, f"{name}: submit", settings.credentials,
+            _with_receiver(request, settings),
             idempotency_key=key, ledger=ledger, fingerprint=fingerprint,
             lease_id=str(lease) if lease is not None else None,
         )  # fmt: skip
@@ -839,8 +864,9 @@ WaitModeArg = Annotated[
     _about(
         "Wait mode",
         "callback: suspend the run while Legnext works (needs the receiver's URL on the "
-        "credentials block and a deployment run); poll: a task polls each job; default: "
-        "callback when the credentials block names a receiver.",
+        "credentials block; a run outside a deployment waits in its process for the "
+        "receiver's notice); poll: a task polls each job; default: callback when the "
+        "credentials block names a receiver.",
     ),
 ]
 DEFAULT_INPAINT_PROMPT = "a small red sailboat"

@@ -87,7 +87,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from prefect_legnext.core.callbacks import CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG, OUR_TAGS
+from prefect_legnext.core.callbacks import CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG
 from prefect_legnext.core.endpoints import CreateEndpoint, endpoint_for
 from prefect_legnext.core.endpoints import endpoint as endpoint_named
 from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
@@ -481,6 +481,9 @@ def check_key(key: str) -> str:
     return key
 
 
+_SUBMIT_TAGS = (CALLBACK_TAG, FLOW_RUN_TAG, LEASE_TAG)
+
+
 def tag_callback(
     request: LegnextRequest,
     key: str,
@@ -495,7 +498,8 @@ def tag_callback(
     if request.callback is None:
         return request
     parts = urlsplit(request.callback)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in OUR_TAGS]
+    # Tags set here replace any stale ones; `WAIT_TAG` is the flow's own (`notices`).
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _SUBMIT_TAGS]
     query.append((CALLBACK_TAG, key))
     if flow_run_id is not None:
         query.append((FLOW_RUN_TAG, flow_run_id))

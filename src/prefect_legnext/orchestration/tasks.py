@@ -250,18 +250,24 @@ def emit_job_event(
 
 
 @contextmanager
-def _job_outcome_events() -> Iterator[Callable[[Job], Job]]:
-    """Emit ``completed`` for the job handed back, ``failed`` for a JobFailedError."""
+def _job_outcome_events(dedupe: bool = False) -> Iterator[Callable[[Job], Job]]:
+    """Emit ``completed`` for the job handed back, ``failed`` for a JobFailedError;
+    with `dedupe`, under the one id per job and outcome (`job_event_id`) that the
+    callback receiver uses too, so that both telling makes one event."""
+
+    def event_id(what: str, job: Job) -> uuid.UUID | None:
+        return job_event_id(what, job.job_id) if dedupe else None
 
     def completed(job: Job) -> Job:
-        emit_job_event("completed", job)
+        emit_job_event("completed", job, event_id=event_id("completed", job))
         return job
 
     try:
         yield completed
     except JobFailedError as exc:
         if exc.job is not None:
-            emit_job_event("failed", exc.job, code=exc.code, message=exc.message)
+            emit_job_event("failed", exc.job, event_id=event_id("failed", exc.job),
+                           code=exc.code, message=exc.message)  # fmt: skip
         raise
 
 

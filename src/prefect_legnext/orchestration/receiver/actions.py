@@ -1,8 +1,8 @@
 """What the receiver does with a job that reached a terminal status: a list of actions,
 each idempotent (a repeated or re-ordered delivery, or one re-sent after a restart,
-changes nothing), run in order (`default_actions`): record in the ledger, emit the
-job's event, deliver the task object to the flow run, resume the run, release the
-job's ``legnext-account`` slot.
+changes nothing), run in order (`default_actions`): record in the ledger, deliver the
+task object to the flow run, emit the job's event, resume the run, release the job's
+``legnext-account`` slot.
 
 An action returns a short outcome for the log, and raises for a failure worth a retry
 by the sender (the receiver then answers 503 and forgets the delivery).
@@ -177,6 +177,8 @@ class ResumeFlowRun:
     async def __call__(self, arrival: Arrival) -> str:
         if arrival.flow_run_id is None:
             return "no flow run in the callback URL"
+        if arrival.listening:
+            return "the run listens for the notice (nothing to resume)"
         job_id = arrival.delivery.job.job_id
         flow_run_id = _flow_run_id(arrival)
         if flow_run_id is None:
@@ -236,12 +238,13 @@ def _what(flow_run: FlowRun, pause_key: str | None) -> str:
 
 
 def default_actions(ledger: JobLedger | None) -> list[TerminalAction]:
-    """Record (when there is a ledger), emit, deliver, resume, release the slot: in that
-    order, so that a resumed flow finds its job recorded and delivered, and the slot is
-    freed once the run has been told (our decision: a failed resume is retried by the
-    sender before the slot goes to another job)."""
+    """Record (when there is a ledger), deliver, emit, resume, release the slot: in that
+    order, so that a resumed flow, or one that listens for the event (`notices`), finds
+    its job recorded and delivered, and the slot is freed once the run has been told
+    (our decision: a failed resume is retried by the sender before the slot goes to
+    another job)."""
     actions: list[TerminalAction] = [
-        EmitJobEvent(), DeliverToFlowRun(), ResumeFlowRun(), ReleaseJobSlot(),
+        DeliverToFlowRun(), EmitJobEvent(), ResumeFlowRun(), ReleaseJobSlot(),
     ]  # fmt: skip
     if ledger is not None:
         actions.insert(0, RecordInLedger(ledger))

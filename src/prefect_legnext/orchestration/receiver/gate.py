@@ -18,8 +18,10 @@ from prefect_legnext.core.callbacks import (
     CALLBACK_TAG,
     FLOW_RUN_TAG,
     LEASE_TAG,
+    LISTENING,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    WAIT_TAG,
     Delivery,
     DeliveryError,
     callback_tags,
@@ -45,12 +47,15 @@ class Arrival:
         flow_run_id: the flow run that submitted (`FLOW_RUN_TAG`), None outside one.
         lease_id: the ``legnext-account`` slot's lease the job holds (`LEASE_TAG`,
             callback mode), None otherwise.
+        listening: the run waits in its process for the notice (`WAIT_TAG`), never
+            paused for it.
     """
 
     delivery: Delivery
     key: str | None
     flow_run_id: str | None
     lease_id: str | None = None
+    listening: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -133,8 +138,9 @@ class CallbackGate:
             return Decision(400, str(exc))
         tags = callback_tags(delivery.callback_url)
         arrival = Arrival(
-            delivery, tags.get(CALLBACK_TAG), tags.get(FLOW_RUN_TAG), tags.get(LEASE_TAG)
-        )
+            delivery, tags.get(CALLBACK_TAG), tags.get(FLOW_RUN_TAG), tags.get(LEASE_TAG),
+            listening=tags.get(WAIT_TAG) == LISTENING,
+        )  # fmt: skip
         if arrival.remembered_as in self._seen:
             self._seen.move_to_end(arrival.remembered_as)
             return Decision(200, "duplicate delivery: nothing to do", arrival, duplicate=True)
