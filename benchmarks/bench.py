@@ -39,12 +39,13 @@ SCENARIOS: list[str] = [
     "memory",
     "import",
     "simulator",
+    "callbacks",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOCS = ROOT / "docs"
-TIME_SCALE_KEYS = ("polling_time_scale", "capacity_time_scale")
+TIME_SCALE_KEYS = ("polling_time_scale", "capacity_time_scale", "callbacks_time_scale")
 
 
 @dataclass

@@ -56,6 +56,33 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
     assert "| polling | GETs per job" in done.stdout  # the table
 
 
+CALLBACK_KEYS = [
+    "gets_per_job_callback",
+    "lag_median_callback",
+    "worker_seconds_per_job_callback",
+    "worker_seconds_per_job_polling",
+]
+
+
+@pytest.mark.timeout(900)
+def test_bench_quick_measures_callback_mode(tmp_path: Path) -> None:
+    """The callback scenario end to end (a Prefect server, a worker, the receiver):
+    its four figures are produced, and the counts that do not depend on speed hold
+    (at most one GET per job)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--quick", "--only", "callbacks",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=840,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads((tmp_path / "latest.json").read_text())
+    for key in CALLBACK_KEYS:
+        assert isinstance(figures[key], int | float) and math.isfinite(figures[key]), key
+    assert figures["gets_per_job_callback"] <= 1.0  # the issue's bound; 0 when all arrive
+    assert figures["worker_seconds_per_job_polling"] > 0
+
+
 def test_a_failing_scenario_is_reported_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
