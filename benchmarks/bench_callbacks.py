@@ -2,6 +2,8 @@
 one-step chains (a diffusion each), first all polling, then all in callback mode, on a
 running ``prefect server start`` with one process worker, the receiver command and the
 sweeper; the simulator (signed callbacks, no faults) and moto's S3 server on loopback.
+At Legnext's own durations (time_scale 1): what a worker holds is compared with real
+job lengths, since a process's fixed costs do not scale.
 
 Read from the parts themselves, never from what the flows report:
 
@@ -293,7 +295,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=6)
-    parser.add_argument("--time-scale", type=float, default=0.5)
+    parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workdir", type=Path, help="where the child's processes log")
     args = parser.parse_args()
