@@ -449,7 +449,10 @@ def test_jobs_made_before_a_submit_wrote_its_record_are_never_its_candidates(
     sim = legnext_simulator_factory(time_scale=0.5)  # they stay active throughout
     with legnext_client_for(sim) as client:
         for n in (1, 2):
-            client.create(DiffusionRequest(text=f"unclaimed {n}"))
+            older = client.create(DiffusionRequest(text=f"unclaimed {n}"))
+            # Its first read measures Legnext's clock (a create's answer has no
+            # created_at, as in Legnext's samples): without a measure, +-2 minutes.
+            client.get_job(older.job_id)
         time.sleep(CLOCK_MARGIN.total_seconds() + 1)  # past the interval's clock margin
         sim.set_faults({"diffusion": {"server_error_rate": 1.0}})
         request = DiffusionRequest(text="503 beside older jobs")
@@ -670,7 +673,14 @@ def _lost_and_unreconciled(client: Any, sim: LegnextSimulator, ledger: JobLedger
         submit_once(client, ledger, DiffusionRequest(text=key), key)
     record = ledger.get(key)
     assert record is not None and record.state == "unknown" and record.failed_at is not None
-    assert record.clock is not None  # measured by the warm-up create
+    assert record.clock is not None  # measured by the warm-up
+
+
+def _warm_up(client: Any, ledger: JobLedger) -> None:
+    """A submit and its job's first read, which measures Legnext's clock (a create's
+    answer has no created_at, as in Legnext's samples)."""
+    job, _ = submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")
+    client.get_job(job.job_id)
 
 
 @pytest.mark.parametrize(
@@ -692,7 +702,7 @@ def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
         time_scale=0.5, clock_offset=clock_offset, whole_second_timestamps=whole_seconds
     )
     with legnext_client_for(sim, retry=NO_RETRY) as client:
-        submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")  # measures
+        _warm_up(client, ledger)
         _lost_and_unreconciled(client, sim, ledger, "first")
         # Past its interval, whole-second timestamps and their measurement included.
         time.sleep((ANSWERED_5XX_SETTLE + CLOCK_MARGIN).total_seconds() + 2.5)
@@ -721,7 +731,7 @@ def test_a_lost_create_moments_after_an_unresolved_one_waits_for_it(
 
     sim = legnext_simulator_factory(time_scale=0.5)
     with legnext_client_for(sim, retry=NO_RETRY) as client:
-        submit_once(client, ledger, DiffusionRequest(text="warm-up"), "warm-up")
+        _warm_up(client, ledger)
         _lost_and_unreconciled(client, sim, ledger, "first")
         # Inside the first's late tail, past the clock margin before the second's record
         # (within that margin of each other, two lost creates block each other).

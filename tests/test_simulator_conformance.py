@@ -854,6 +854,9 @@ def test_simulator_task_object_has_the_vendor_sample_shape(world: World, task_ty
         ours = world.http.get(f"/api/v1/job/{ours['job_id']}").json()
     assert ours["status"] == vendor["status"]
     assert key_path_mismatches(vendor, ours) == []
+    if vendor["status"] == JobStatus.PENDING:  # a create's answer, as the vendor's samples
+        stamps = ("created_at", "started_at", "ended_at")
+        assert [ours["meta"][k] for k in stamps] == [vendor["meta"][k] for k in stamps] == [""] * 3
     vendor_job, our_job = Job.model_validate(vendor), Job.model_validate(ours)
     assert our_job.task_type == vendor_job.task_type == ep.task_type
     assert our_job.status == vendor_job.status

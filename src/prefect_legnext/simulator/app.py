@@ -131,7 +131,7 @@ def build_app(engine: Engine) -> Starlette:
             if engine.draw(engine.faults(endpoint.name).drop_after_accept_rate):
                 engine.dropped_responses += 1
                 await _drop_connection(request)
-            return JSONResponse(engine.task_object(job))
+            return JSONResponse(engine.task_object(job, created_answer=True))
 
         return Route(endpoint.path, handle, methods=["POST"], name=endpoint.name)
 

@@ -494,9 +494,11 @@ class Engine:
         job.gets += 1
         return job
 
-    def task_object(self, job: SimJob) -> dict[str, Any]:
+    def task_object(self, job: SimJob, *, created_answer: bool = False) -> dict[str, Any]:
         # The vendor samples' shape, key for key; `task_type` underscored and timestamps
-        # not yet set as NOT_SET: simulator decision (API.md).
+        # not yet set as NOT_SET: simulator decision (API.md). A create's answer has all
+        # three blank (""), as in the vendor's create samples (seeds 000, 003): clients
+        # meet both forms of "not set".
         output: dict[str, Any] = {"image_url": "", "image_urls": None, "seed": ""}
         if job.status is JobStatus.COMPLETED:
             output = self._output(job)
@@ -512,9 +514,9 @@ class Engine:
             "input": None,
             "output": output,
             "meta": {
-                "created_at": job.created_at,
-                "started_at": job.started_at,
-                "ended_at": job.ended_at,
+                "created_at": "" if created_answer else job.created_at,
+                "started_at": "" if created_answer else job.started_at,
+                "ended_at": "" if created_answer else job.ended_at,
                 "usage": {"type": "point", "frozen": job.points, "consume": job.consumed},
             },
             "detail": None,
