@@ -81,7 +81,7 @@ def _prefect_concurrency_slots() -> Iterator[None]:
     from prefect_legnext.orchestration.provisioning import ACCOUNT_LEASE_SECONDS, ACCOUNT_LIMIT
 
     @contextmanager
-    def prefect_slot(limit: str = ACCOUNT_LIMIT) -> Iterator[None]:
+    def prefect_slot(limit: str = ACCOUNT_LIMIT, *, keep_for_next: bool = False) -> Iterator[None]:
         with concurrency(limit, occupy=1, lease_duration=ACCOUNT_LEASE_SECONDS):
             yield
 

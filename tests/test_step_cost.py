@@ -172,3 +172,54 @@ def test_a_slot_costs_two_round_trips_and_passes_to_a_waiter_in_the_process() ->
     assert trips.get("decrement") == 1  # the hand-over sent nothing
     assert trips.get("increment", 0) >= 2  # the first's, and at least one refused
     assert _active_slots(limit) == 0
+
+
+def test_a_chain_keeps_its_slot_from_one_step_to_the_next(
+    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
+) -> None:
+    """Three steps, one slot: taken once, parked for the next step twice (no round
+    trip), given back once; nothing left taken when the run ends."""
+    from prefect_legnext.orchestration.provisioning import ACCOUNT_LIMIT
+
+    sim = legnext_simulator_factory(time_scale=0.002)
+    names = save_blocks(local_s3_server.create_bucket(), sim)
+    steps = [
+        ChainStep(action="diffusion", prompt="one slot for the chain"),
+        ChainStep(action="upscale", options={"type": 1}),
+        ChainStep(action="upscale", options={"type": 1}, image_no=0),
+    ]
+    legnext_pipeline(steps[:2], **names)  # creates the account limit
+    before, parked = dict(slots.ROUND_TRIPS.counts), slots.HANDOVERS.counts.get("parked", 0)
+    legnext_pipeline(steps, **names)
+    trips = {k: v - before.get(k, 0) for k, v in slots.ROUND_TRIPS.counts.items()}
+    assert trips.get("increment") == 1 and trips.get("decrement") == 1, trips
+    assert slots.HANDOVERS.counts.get("parked", 0) - parked == 2
+    assert _active_slots(ACCOUNT_LIMIT) == 0
+
+
+def test_a_parked_slot_nobody_takes_is_given_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    limit = "step-cost-parked-test"
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=2))
+    monkeypatch.setattr(slots, "PARK_SECONDS", 0.5)
+    with slots.held(limit, ACCOUNT_LEASE_SECONDS, keep_for_next=True):
+        pass
+    assert _active_slots(limit) == 1  # parked for a next step
+    for _ in range(600):  # its timer gives it back (a loaded machine: up to a minute)
+        if _active_slots(limit) == 0:
+            break
+        threading.Event().wait(0.1)
+    assert _active_slots(limit) == 0
+    # A step that fails keeps nothing; the end of a run gives back what is parked.
+    with pytest.raises(RuntimeError), slots.held(limit, ACCOUNT_LEASE_SECONDS, keep_for_next=True):
+        raise RuntimeError("the step failed")
+    assert _active_slots(limit) == 0
+    monkeypatch.setattr(slots, "PARK_SECONDS", 600.0)
+    with slots.held(limit, ACCOUNT_LEASE_SECONDS, keep_for_next=True):
+        pass
+    assert _active_slots(limit) == 1
+    slots.release_parked()
+    assert _active_slots(limit) == 0

@@ -429,13 +429,14 @@ def _reserve(
 
 
 @contextmanager
-def account_slot(limit: str = ACCOUNT_LIMIT) -> Iterator[None]:
+def account_slot(limit: str = ACCOUNT_LIMIT, *, keep_for_next: bool = False) -> Iterator[None]:
     """Hold one slot of `limit` (``legnext-account``) on a short lease renewed in the
     background while it is held: a live step keeps its slot however long it waits, a
     killed one frees it about a minute later (`ACCOUNT_LEASE_SECONDS`). Two server
-    round trips per step; a slot freed in this process goes straight to a step of this
-    process waiting for one (`slots`)."""
-    with slots.held(limit, ACCOUNT_LEASE_SECONDS):
+    round trips per chain; a slot freed in this process goes straight to a step of this
+    process waiting for one, and a step with a next step in its chain parks it for
+    that one (`keep_for_next`, `slots`)."""
+    with slots.held(limit, ACCOUNT_LEASE_SECONDS, keep_for_next=keep_for_next):
         yield
 
 
@@ -450,6 +451,7 @@ def run_step(
     label: str,
     metadata: dict[str, Any],
     name_prefix: str = "",
+    has_next: bool = False,
 ) -> StepOutcome:
     """One step, one way: reserve the budget and submit once (the submit reuses the job
     an earlier attempt paid for); wait; persist. Runs in the flow's process
@@ -474,7 +476,7 @@ def run_step(
             planned, settled, was_reused, cost, started, settings, metadata, name, progress
         )
     recorded = _reserve(budget, cost, where, settings, ledger, key)
-    with account_slot():
+    with account_slot(keep_for_next=has_next):
         if recorded is not None:
             _run_logger().info(
                 "%s: reusing job %s (key %s), nothing charged", target.name, recorded.job_id, key
@@ -657,6 +659,7 @@ def run_chain(
             ledger=ledger,
             label=label,
             name_prefix=name_prefix,
+            has_next=planned is not plan.steps[-1],
             metadata={
                 "step": planned.index,
                 "action": target.name,
@@ -938,10 +941,20 @@ def legnext_pipeline(
     )  # fmt: skip
     first = steps[0]  # plan_chain refused an empty chain
     label = chain_label(first.prompt, first.action)
-    with background_writes():
+    with background_writes(), _slots_released():
         result = _until_done(lambda: run_chain(plans[0], settings, budget, label), settings)
         write_later(_summary_artifact, settings, [result], "legnext-chain-summary")
     return result
+
+
+@contextmanager
+def _slots_released() -> Iterator[None]:
+    """A run's end gives back any account slot a step kept for a next step that never
+    came (a chain that stopped early)."""
+    try:
+        yield
+    finally:
+        slots.release_parked()
 
 
 def _until_done(run: Callable[[], T], settings: RunSettings) -> T:
@@ -1039,7 +1052,7 @@ def legnext_batch(
         for listener in list(BATCH_LISTENERS):
             listener(done, len(plans))
 
-    with background_writes():
+    with background_writes(), _slots_released():
         results = _until_done(
             lambda: _run_chains(plans, labels, settings, budget, chain_done), settings
         )

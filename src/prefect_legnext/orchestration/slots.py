@@ -14,6 +14,12 @@ starts its own renewal task. Here (our decisions):
   after the server's ``Retry-After``; the others wait for a hand-over.
 - **No 2 s stalls**: a 503 or a dropped connection is asked again within 50-400 ms, and
   idle connections are closed before the server closes them (`_post`, `_client`).
+- **A chain keeps its slot to its next step**: a step followed by another of its
+  chain parks its lease instead of releasing it (`PARK_SECONDS` at most, renewed as
+  any held lease); the next step that asks for a slot in this process takes it, with
+  no round trip at either end. A parked lease nobody takes is released by a timer,
+  off the steps' path; the flows release what is parked when they end
+  (`release_parked`). The slot idles only while the chain persists its step.
 - **One renewal thread per process** renews every lease it holds every
   `RENEW_FRACTION` of the lease: a live holder keeps its slot however long it waits;
   a SIGKILLed one stops renewing and its slot frees when the lease runs out (the
@@ -48,6 +54,9 @@ MAX_RETRY_SECONDS = 1.0
 LOCKED = 423
 QUICK_RETRIES = (0.05, 0.1, 0.2, 0.4)  # seconds, see `_post`
 KEEPALIVE_SECONDS = 4.0  # below uvicorn's 5 s idle timeout (our decision, see `_client`)
+# How long a lease parked for a chain's next step waits to be taken (our decision: a
+# step's persist takes well under this; past it the slot goes back to the server).
+PARK_SECONDS = 15.0
 
 
 class Tally:
@@ -89,6 +98,7 @@ class _Limit:
     lease_seconds: float
     held: set[UUID] = field(default_factory=set)
     waiters: deque[_Waiter] = field(default_factory=deque)
+    parked: list[UUID] = field(default_factory=list)  # held, for this process's next step
 
 
 _lock = threading.Lock()
@@ -139,6 +149,10 @@ def acquire(name: str, lease_seconds: float) -> tuple[_Limit, UUID | None]:
     a slot a step of the process hands over, so a full limit costs the server one
     request per process and retry, not one per waiting step."""
     limit = _limit(name, lease_seconds)
+    with _lock:
+        if limit.parked:  # a step of this process kept it for the next one
+            HANDOVERS.add("parked")
+            return limit, limit.parked.pop()
     client = _client(limit.api_url)
     waiter = _Waiter()
     with _lock:
@@ -244,9 +258,10 @@ def _wake_first(limit: _Limit) -> None:
         limit.waiters[0].wake.set()
 
 
-def release(limit: _Limit, lease: UUID | None) -> None:
+def release(limit: _Limit, lease: UUID | None, *, park_seconds: float = 0.0) -> None:
     """Give the slot back: to a step of this process waiting for it (no round trip),
-    else to the server."""
+    else, with `park_seconds`, keep it that long for this process's next step, else to
+    the server."""
     if lease is None:
         return
     with _lock:
@@ -257,9 +272,39 @@ def release(limit: _Limit, lease: UUID | None) -> None:
             waiter.wake.set()
             _wake_first(limit)
             return
+        if park_seconds > 0:
+            limit.parked.append(lease)
+            timer = threading.Timer(park_seconds, _unpark, (limit, lease))
+            timer.daemon = True
+            timer.start()
+            return
         limit.held.discard(lease)
-    # In line, not from a background thread: on SQLite a release racing the step's next
-    # increment made the server answer 503, which Prefect's client retries after ~2 s.
+    _decrement(limit, lease)
+
+
+def _unpark(limit: _Limit, lease: UUID) -> None:
+    """Release `lease` if it is still parked (nobody took it)."""
+    with _lock:
+        if lease not in limit.parked:
+            return
+        limit.parked.remove(lease)
+    release(limit, lease)
+
+
+def release_parked() -> None:
+    """Release every lease this process has parked (a flow's end: no next step)."""
+    with _lock:
+        parked = [(limit, lease) for limit in _limits.values() for lease in limit.parked]
+        for limit in _limits.values():
+            limit.parked.clear()
+    for limit, lease in parked:
+        release(limit, lease)
+
+
+def _decrement(limit: _Limit, lease: UUID) -> None:
+    # A step releases in line; a parked lease nobody took is released from its timer.
+    # A 503 from a busy SQLite server (a release racing an increment) is asked again
+    # within 50-400 ms (`_post`).
     ROUND_TRIPS.add("decrement")
     try:
         _post(
@@ -272,13 +317,16 @@ def release(limit: _Limit, lease: UUID | None) -> None:
 
 
 @contextmanager
-def held(name: str, lease_seconds: float) -> Iterator[None]:
-    """Hold one slot of `name` for the block (see the module docstring)."""
+def held(name: str, lease_seconds: float, *, keep_for_next: bool = False) -> Iterator[None]:
+    """Hold one slot of `name` for the block (see the module docstring); with
+    `keep_for_next`, park it for this process's next step when the block ends well."""
     limit, lease = acquire(name, lease_seconds)
+    park = 0.0
     try:
         yield
+        park = PARK_SECONDS if keep_for_next else 0.0
     finally:
-        release(limit, lease)
+        release(limit, lease, park_seconds=park)
 
 
 def _ensure_renewer() -> None:
