@@ -88,6 +88,13 @@ def outcome(m: dict[str, Any]) -> Outcome:
         + "; ".join(f"{name} {value:.0f}" for name, value in m["per_run"].items())
         + ". Flow-run heartbeats are off (Prefect 3.8's default): none are sent or joined.",
         f"S3 calls per step by method: {m['s3_methods']}; bare script: {m['s3_methods_bare']}.",
+        f"Why {s3:.2f} and not {TARGET_S3_CALLS:g} (our decision): beyond the bare script's "
+        "PUT per file and per sidecar, a new step writes the ledger three times and reads it "
+        "never (the target allowed one read): the record before its POST (what makes a lost "
+        "answer recoverable), the job's claim and the job record after it. Eight is reached "
+        "only by dropping the claim, the second defence (after the creation interval) "
+        "against adopting another submit's job when Legnext's clock was misjudged "
+        "(docs/reliability.md). A paid double charge costs more than an S3 PUT.",
         f"Steps 2-4 of each run, {m['rounds']} rounds alternating with the bare script; "
         f"load average {m['load']:.1f} on {m['cpus']} CPUs.",
     ]
