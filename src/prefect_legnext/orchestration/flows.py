@@ -39,6 +39,7 @@ from prefect_aws import S3Bucket
 from pydantic import BaseModel, Field
 
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
+from prefect_legnext.core.masks import MaskForm, MaskFormModel, as_mask
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration import job_leases, slots
@@ -262,7 +263,7 @@ def classic_chain(
     steps: list[ClassicStep],
     image_no: int,
     inpaint_prompt: str | None,
-    inpaint_mask: Mask,
+    inpaint_mask: Mask | MaskFormModel,
     retexture_prompt: str,
 ) -> list[ChainStep]:
     """The generate -> enhance -> inpaint -> retexture chain (or the chosen subset)."""
@@ -276,7 +277,7 @@ def classic_chain(
             chain.append(ChainStep(action="enhance", image_no=carried))
         elif name == "inpaint":
             chain.append(
-                ChainStep(action="inpaint", image_no=carried, mask=inpaint_mask,
+                ChainStep(action="inpaint", image_no=carried, mask=as_mask(inpaint_mask),
                           prompt=inpaint_prompt)
             )  # fmt: skip
         else:
@@ -790,7 +791,13 @@ InpaintPromptArg = Annotated[
     PromptParam | None, _about("Inpaint prompt", "What to paint inside the mask.")
 ]
 InpaintMaskArg = Annotated[
-    Mask, _about("Inpaint mask", "Polygons (areas) or a black-and-white mask URL.")
+    MaskForm,
+    _about(
+        "Inpaint mask",
+        "Where to repaint: polygons (areas), a black-and-white mask URL, a rectangle "
+        "(kind rectangle: fractions of the image; kind pixel_rectangle: pixels) or a named "
+        "region (kind region: center, left_half, right_half, top_half, bottom_half).",
+    ),
 ]
 RetexturePromptArg = Annotated[
     PromptParam, _about("Retexture prompt", "The new texture or material.")
