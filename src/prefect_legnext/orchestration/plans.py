@@ -351,3 +351,32 @@ def check_parent(planned: PlannedStep, parent: Job, *, parent_draft: bool | None
             + (f" on image {number}" if number is not None else "")
             + f" (available_actions: {output.available_actions}); nothing was submitted for it"
         )
+
+
+def takes_prompt(step: ChainStep) -> bool:
+    """Whether the step's request has a prompt field (text, prompt or remix prompt)."""
+    fields_of = step.endpoint.request.model_fields
+    return any(f in fields_of for f in PROMPT_FIELDS)
+
+
+def image_choices(
+    planned: PlannedStep, parent: Job, outputs: int, *, parent_draft: bool | None = None
+) -> list[int]:
+    """The image numbers of `parent` that `planned` (the next step) may work on: every one
+    of its `outputs` that `check_parent` lets through; none when the step takes no image
+    number (reroll, a step on no parent).
+    """
+    target = planned.step.endpoint
+    if target.parent is ParentKind.JOB or _consumes(target) == "nothing":
+        return []
+    allowed = []
+    for number in range(outputs):
+        candidate = planned.model_copy(
+            update={"step": planned.step.model_copy(update={"image_no": number})}
+        )
+        try:
+            check_parent(candidate, parent, parent_draft=parent_draft)
+        except ChainError:
+            continue
+        allowed.append(number)
+    return allowed
