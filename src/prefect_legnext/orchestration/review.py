@@ -198,6 +198,11 @@ def decide(review: Review) -> ReviewChoice:
     for reviewer in list(REVIEWERS):
         choice = reviewer(review)
         if choice is not None:
+            if choice.image_no not in review.allowed:
+                raise ValueError(
+                    f"image {choice.image_no} is not one of {review.allowed} for "
+                    f"{review.next_action}; nothing was submitted for it"
+                )
             CHOSEN.add(run, review.key, choice)
             return choice
     if run is None:
