@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -209,4 +208,75 @@ def test_an_unanswered_suspended_review_takes_its_default(fleet: tuple[Fleet, An
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    from browser import chromium_path
+
+    return chromium_path()
+
+
+ARTIFACTS = ROOT / "test-artifacts"
+# Images of the form: our bucket's presigned copies, loaded and drawn.
+THUMBNAILS = """(() => {
+  const shown = [...document.querySelectorAll('img')].filter(
+    i => i.src.includes(BUCKET) && i.complete && i.naturalWidth > 0);
+  return shown.length >= 4 ? shown.map(i => {
+    const r = i.getBoundingClientRect();
+    return [i.alt, r.left, r.top, r.width, r.height];
+  }) : null;
+})()"""
+RESUME_BUTTON = """(() => {
+  const button = [...document.querySelectorAll('button')].find(
+    b => b.textContent.trim() === 'Resume');
+  if (button) { button.click(); return true; }
+  return false;
+})()"""
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_pause_form_shows_the_four_thumbnails_in_a_browser(fleet: tuple[Fleet, Any]) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from browser import browser_page
+
+    chain, (_, deployment_id) = fleet
+    run_id = start_chain(chain, deployment_id, "a lighthouse in a browser")
+    chain.wait_for(run_id, "Suspended")
+    ui = chain.cluster.env["PREFECT_API_URL"].removesuffix("/api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "review-form.png"
+    try:
+        with browser_page(f"{ui}/runs/flow-run/{run_id}") as page:
+            page.wait_for(RESUME_BUTTON)
+            where = page.wait_for(
+                THUMBNAILS.replace("BUCKET", json.dumps(chain.bucket.bucket_name))
+            )
+            time.sleep(1)  # let the modal finish its transition before the picture
+            where = page.evaluate(
+                THUMBNAILS.replace("BUCKET", json.dumps(chain.bucket.bucket_name))
+            )
+            page.screenshot(shot)
+    finally:
+        with chain.api():
+            resume_flow_run(run_id, run_input={"image_no": 0})
+    assert sorted(alt for alt, *_ in where) == ["image 0", "image 1", "image 2", "image 3"]
+    picture_of_form = Image.open(shot).convert("RGB")
+    for alt, left, top, width, height in where:
+        assert width >= 16 and height >= 16, (alt, width, height)
+        box = (int(left), int(top), int(left + width), int(top + height))
+        spread = ImageStat.Stat(picture_of_form.crop(box)).stddev
+        # The simulator's images are gradients under shapes: far from one flat colour.
+        assert max(spread) > 10, (alt, box, spread)
+    chain.wait_for(run_id, "Completed")
+    # Every step's gallery artifact renders its images in the UI too.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+    with chain.api(), get_client(sync_client=True) as client:
+        galleries = [a for a in client.read_artifacts(artifact_filter=only_this_run)
+                     if a.type == "markdown" and "step 1, diffusion" in str(a.data)]  # fmt: skip
+    assert galleries
+    with browser_page(f"{ui}/artifacts/artifact/{galleries[0].id}") as page:
+        shown = page.wait_for(THUMBNAILS.replace("BUCKET", json.dumps(chain.bucket.bucket_name)))
+        page.screenshot(ARTIFACTS / "step-gallery.png")
+    assert sorted(alt for alt, *_ in shown) == [f"output {n}" for n in range(4)]

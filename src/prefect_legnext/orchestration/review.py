@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from contextvars import copy_context
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from uuid import UUID
 
@@ -46,6 +47,7 @@ PAUSE_GRACE_SECONDS = 3600
 # How often a paused run's process asks the server whether it was resumed.
 PAUSE_POLL_SECONDS = 2
 TIMEOUT_REVIEWER = "nobody: the default at the timeout"
+THUMBNAIL_PIXELS = 150  # two side by side in the resume form
 
 
 class ReviewSettings(BaseModel):
@@ -162,8 +164,12 @@ def form_for(review: Review) -> type[RunInput]:
 
 def description(review: Review) -> str:
     """Markdown above the form: the step's images as thumbnails labelled 0-3."""
-    labels = [str(n) for n in range(len(review.thumbnails))]
-    cells = [f"![image {n}]({url})" for n, url in enumerate(review.thumbnails)]
+    # Inline HTML: Prefect's markdown renderer draws it, and an <img> with a width is a
+    # thumbnail (a markdown image is drawn at full size, and overflows the form).
+    cells = [
+        f'<b>{n}</b> <img src="{escape(url)}" alt="image {n}" width="{THUMBNAIL_PIXELS}">'
+        for n, url in enumerate(review.thumbnails)
+    ]
     refused = [n for n in range(len(review.thumbnails)) if n not in review.allowed]
     deadline = datetime.now(UTC) + timedelta(seconds=review.timeout_seconds)
     default = "stop the chain" if review.default_stop else f"carry image {review.default_image}"
@@ -171,9 +177,8 @@ def description(review: Review) -> str:
         f"### {review.label}: step {review.index}, {review.action} (job `{review.job_id}`)",
         f"Pick the image **{review.next_action}** works on next.",
         "",
-        "| " + " | ".join(labels) + " |",
-        "|" + "---|" * len(labels),
-        "| " + " | ".join(cells) + " |",
+        # Two a line, each with its label (a label must not wrap away from its image).
+        "<p>" + "<br>".join(" ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)) + "</p>",
         "",
     ]
     if refused:
