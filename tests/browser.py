@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchmarks.processes import reap_group
 from websockets.sync.client import ClientConnection, connect
 
 
@@ -97,9 +98,5 @@ def browser_page(url: str, width: int = 1400, height: int = 1600) -> Iterator[Pa
             yield page
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        reap_group(process, 30)  # chromium's helpers too (its own session)
         shutil.rmtree(profile, ignore_errors=True)
