@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +21,12 @@ from prefect.flow_runs import resume_flow_run
 from prefect_aws import S3Bucket
 
 from prefect_legnext.orchestration import flows
-from prefect_legnext.orchestration.flows import ChainResult, StepProgress, legnext_chain
+from prefect_legnext.orchestration.flows import (
+    ChainResult,
+    StepProgress,
+    legnext_batch,
+    legnext_chain,
+)
 from prefect_legnext.orchestration.review import TIMEOUT_REVIEWER
 from prefect_legnext.simulator import LegnextSimulator
 from test_flows import picture, s3_bytes
@@ -34,9 +38,10 @@ CHAIN = {"prompt": "a harbour at noon", "steps": ["diffusion", "enhance"]}
 class Background:
     """A chain run in a thread, and the id of its flow run once its first step says."""
 
-    def __init__(self, **parameters: Any) -> None:
+    def __init__(self, flow: Any = legnext_chain, **parameters: Any) -> None:
+        self.flow = flow
         self.run_id: UUID | None = None
-        self.result: ChainResult | None = None
+        self.result: Any = None
         self.error: BaseException | None = None
         self._seen = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(parameters,), daemon=True)
@@ -48,7 +53,7 @@ class Background:
 
     def _run(self, parameters: dict[str, Any]) -> None:
         try:
-            self.result = legnext_chain(**parameters)
+            self.result = self.flow(**parameters)
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -60,31 +65,27 @@ class Background:
     def __exit__(self, *exc: object) -> None:
         flows.STEP_LISTENERS.remove(self._listen)
 
-    def paused(self, within: float = 120) -> UUID:
-        """The run's id once it is paused for its review."""
+    def paused(self, within: float = 120, after: str | None = None) -> UUID:
+        """The run's id once it is paused for a review (another than `after`)."""
         assert self._seen.wait(within), self.error
         assert self.run_id is not None
         deadline = time.monotonic() + within
         with get_client(sync_client=True) as client:
             while True:
                 state = client.read_flow_run(self.run_id).state
-                if state is not None and state.is_paused():
+                if (state is not None and state.is_paused()
+                        and state.state_details.pause_key != after):  # fmt: skip
                     return self.run_id
                 assert self.thread.is_alive(), self.error
                 assert time.monotonic() < deadline, state
                 time.sleep(0.2)
 
-    def finished(self, within: float = 180) -> ChainResult:
+    def finished(self, within: float = 180) -> Any:
         self.thread.join(within)
         assert not self.thread.is_alive(), "the chain did not finish"
         assert self.error is None, self.error
         assert self.result is not None
         return self.result
-
-
-@pytest.fixture
-def background() -> Iterator[type[Background]]:
-    yield Background
 
 
 def closest_image(bucket: S3Bucket, result: ChainResult) -> int:
@@ -113,7 +114,7 @@ def test_a_person_picks_the_image_and_a_number_not_allowed_is_refused(
             keyset = run.state.state_details.run_input_keyset
             assert keyset is not None
             schema = json.loads(client.read_flow_run_input(run_id, keyset["schema"]))
-            description = client.read_flow_run_input(run_id, keyset["description"])
+            description = json.loads(client.read_flow_run_input(run_id, keyset["description"]))
         assert schema["properties"]["image_no"]["enum"] == [0, 1, 2, 3]
         assert description.count('<img src="') == 4
         # Presigned URLs of our copies, never Legnext's expiring ones.
@@ -168,3 +169,38 @@ def test_the_stop_default_ends_the_chain_after_the_reviewed_step(
     review = result.steps[0].review
     assert review is not None and review.stop and review.chosen_by == TIMEOUT_REVIEWER
     assert [j["task_type"] for j in sim.jobs()] == ["diffusion"]
+
+
+def form_of(run_id: UUID) -> tuple[str, str]:
+    """The pause key and the form's description of a paused run."""
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        assert state is not None and state.state_details.run_input_keyset is not None
+        keyset = state.state_details.run_input_keyset
+        text = json.loads(client.read_flow_run_input(run_id, keyset["description"]))
+    return str(state.state_details.pause_key), str(text)
+
+
+def test_a_batch_asks_for_each_chain_in_turn(
+    blocks: tuple[LegnextSimulator, S3Bucket, dict[str, str]],
+) -> None:
+    sim, _, names = blocks
+    wanted = {"a fox in the snow": 1, "a heron at dusk": 3}
+    with Background(
+        legnext_batch, prompts=list(wanted), steps=["diffusion", "enhance"], **names,
+        review=["diffusion"],
+    ) as batch:  # fmt: skip
+        key: str | None = None
+        for _ in wanted:
+            run_id = batch.paused(after=key)
+            key, text = form_of(run_id)
+            prompt = next(p for p in wanted if p in text)
+            resume_flow_run(run_id, run_input={"image_no": wanted[prompt]})
+        result = batch.finished()
+    for chain in result.chains:
+        review = chain.steps[0].review
+        assert review is not None and review.image_no == wanted[chain.label]
+        assert chain.steps[1].image_no == wanted[chain.label]
+    enhances = [j for j in sim.jobs() if j["task_type"] == "enhance"]
+    assert sorted(j["body"]["imageNo"] for j in enhances) == [1, 3]
+    assert sim.stats()["duplicate_creates"] == 0 and sim.stats()["jobs_total"] == 4
