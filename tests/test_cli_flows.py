@@ -177,7 +177,7 @@ def test_batch_command(tmp_path: Path) -> None:
     assert "…" not in result.stdout
 
 
-def test_chain_review_asks_in_the_terminal_and_carries_the_answer(tmp_path: Path) -> None:
+def test_chain_review_asks_in_the_terminal_and_records_the_answer(tmp_path: Path) -> None:
     """``chain --review`` with a terminal on stdin: after the diffusion it prints the
     four images' URLs (presigned copies in the local S3) labelled 0-3, asks again after
     a number that is no image, and records the answer (image 2) before the enhance
