@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
 from benchmarks.cost_stack import prefect_server, run_child
-from benchmarks.fleet import BIN, ROOT, Processes, descendants, free_port
+from benchmarks.fleet import BIN, ROOT, Processes, flow_run_processes, free_port
 
 SECRET = "whsec-bench-callbacks"  # noqa: S105 - the local receiver's, made up
 SAMPLE_SECONDS = 0.2
@@ -116,25 +116,11 @@ class ProcessSampler:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _alive(self) -> set[str]:
-        runs: set[str] = set()
-        for pid in descendants(self.worker_pid):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            runs.update(
-                item.split(b"=", 1)[1].decode()
-                for item in environ
-                if item.startswith(b"PREFECT__FLOW_RUN_ID=")
-            )
-        return runs
-
     def _watch(self) -> None:
         last = time.time()
         while not self.stop.wait(SAMPLE_SECONDS):
             now = time.time()
-            self.samples.append((now, now - last, self._alive()))
+            self.samples.append((now, now - last, flow_run_processes(self.worker_pid)))
             last = now
 
     def seconds(self, run_id: str, within: tuple[float, float] | None = None) -> float:

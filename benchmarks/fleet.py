@@ -126,6 +126,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def flow_run_processes(worker_pid: int) -> set[str]:
+    """The ids of the flow runs with a live process under the worker `worker_pid` (read
+    from each process's environment in /proc)."""
+    runs = set()
+    for pid in descendants(worker_pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"PREFECT__FLOW_RUN_ID="):
+                runs.add(item.split(b"=", 1)[1].decode())
+    return runs
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

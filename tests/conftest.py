@@ -197,3 +197,14 @@ def _drain_prefect_workers(timeout: float) -> None:
 
     for worker in (EventsWorker, APILogWorker):
         worker.drain_all(timeout=timeout)
+
+
+@pytest.fixture
+def blocks(legnext_simulator_factory: Any, local_s3_server: Any) -> tuple[Any, Any, dict[str, str]]:
+    """A simulator (fast) and a bucket, saved as blocks under names unique to the test:
+    (simulator, bucket, the flows' block-name arguments)."""
+    from prefect_support import save_blocks
+
+    sim = legnext_simulator_factory(time_scale=0.002)
+    bucket = local_s3_server.create_bucket()
+    return sim, bucket, save_blocks(bucket, sim)

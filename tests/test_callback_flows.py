@@ -17,12 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from benchmarks.fleet import BIN, ROOT, Processes, descendants, free_port, running_server
+from benchmarks.fleet import BIN, ROOT, Processes, flow_run_processes, free_port, running_server
 
 from prefect_legnext.core.callbacks import (
     CALLBACK_TAG,
@@ -264,18 +263,6 @@ class Monitor:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _processes(self) -> set[str]:
-        alive = set()
-        for pid in descendants(self.worker_pid):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            for item in environ:
-                if item.startswith(b"PREFECT__FLOW_RUN_ID="):
-                    alive.add(item.split(b"=", 1)[1].decode())
-        return alive
-
     def _watch(self) -> None:
         from prefect.client.orchestration import get_client
 
@@ -289,7 +276,7 @@ class Monitor:
                     }  # fmt: skip
                 except httpx.HTTPError:  # a busy server: look again
                     continue
-                self.samples.append((suspended, self._processes()))
+                self.samples.append((suspended, flow_run_processes(self.worker_pid)))
 
 
 def _wait_for_port(port: int, cluster: Processes, within: float = 180) -> None:

@@ -175,3 +175,39 @@ def test_batch_command(tmp_path: Path) -> None:
     assert result.stdout.count("/job.json") == 3
     assert "total points: 240" in result.stdout
     assert "…" not in result.stdout
+
+
+def test_chain_review_asks_in_the_terminal_and_records_the_answer(tmp_path: Path) -> None:
+    """``chain --review`` with a terminal on stdin: after the diffusion it prints the
+    four images' URLs (presigned copies in the local S3) labelled 0-3, asks again after
+    a number that is no image, and records the answer (image 2) before the enhance
+    runs (that the next step takes the chosen image is shown in test_review.py)."""
+    import os
+    import pty
+
+    main, terminal = pty.openpty()
+    command = subprocess.Popen(
+        [CLI, "chain", "a glass tower", "--offline", "--steps", "diffusion,enhance", "--review"],
+        cwd=tmp_path, env=cli_env(tmp_path / "home"), text=True, stdin=terminal,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(terminal)
+    out, err = Lines(command.stdout, until="  image 3: "), Lines(command.stderr)
+    try:
+        out.seen.wait(timeout=840)
+        os.write(main, b"7\n2\n")  # 7 is not an image: asked again
+        command.wait(timeout=840)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(timeout=60)
+        os.close(main)
+    output = out.text() + err.text()
+    assert command.returncode == 0, output
+    assert_clean(output)
+    urls = re.findall(r"^  image (\d): (http://127\.0\.0\.1:\d+/\S+)$", output, re.MULTILINE)
+    assert [n for n, _ in urls] == ["0", "1", "2", "3"], output
+    assert all("Signature=" in url for _, url in urls)
+    assert "'7': give one of 0,1,2,3, or s" in output
+    assert re.search(r"reviewed: image 2, by \S+ \(terminal\) at ", output), output
+    assert re.search(rf"step 2 enhance +submitted {SHORT_ID}", output), output

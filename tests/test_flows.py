@@ -33,20 +33,6 @@ from prefect_support import credentials_for, save_blocks
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture
-def blocks(
-    legnext_simulator_factory: Any, local_s3_server: LocalS3Server
-) -> tuple[LegnextSimulator, S3Bucket, dict[str, str]]:
-    """A simulator and a bucket, saved as blocks under names unique to the test."""
-    sim = legnext_simulator_factory(time_scale=0.002)
-    bucket = local_s3_server.create_bucket()
-    suffix = bucket.bucket_name.removeprefix("legnext-")
-    names = {"credentials_block": f"legnext-{suffix}", "storage_block": f"outputs-{suffix}"}
-    credentials_for(sim).save(names["credentials_block"])
-    bucket.save(names["storage_block"])
-    return sim, bucket, names
-
-
 def s3_bytes(bucket: S3Bucket, uri: str) -> bytes:
     key = uri.split("/", 3)[3]
     body: bytes = (

@@ -46,6 +46,20 @@ CHAIN_CASES: list[tuple[str, dict[str, Any], str]] = [
      "inpaint_mask"),
     ("polygon-no-points", {"inpaint_mask": {"areas": [{"width": 600, "height": 600}]}},
      "inpaint_mask"),
+    ("mask-kind-unknown", {"inpaint_mask": {"kind": "circle"}}, "inpaint_mask"),
+    ("rect-fraction-above-one",
+     {"inpaint_mask": {"kind": "rectangle", "x": 1.5, "y": 0, "width": 0.1, "height": 0.1}},
+     "inpaint_mask"),
+    ("rect-missing-height",
+     {"inpaint_mask": {"kind": "rectangle", "x": 0, "y": 0, "width": 0.1}}, "inpaint_mask"),
+    ("pixels-image-too-small",
+     {"inpaint_mask": {"kind": "pixel_rectangle", "x": 0, "y": 0, "width": 9, "height": 9,
+                       "image_width": 100}}, "inpaint_mask"),
+    ("region-unknown", {"inpaint_mask": {"kind": "region", "region": "middle"}},
+     "inpaint_mask"),
+    ("region-with-polygon",
+     {"inpaint_mask": {"kind": "region", "region": "center", "areas": [SQUARE]}},
+     "inpaint_mask"),
     ("image-no", {"image_no": 4}, "image_no"),
     ("image-no-bool", {"image_no": True}, "image_no"),
     ("prompt-empty", {"prompt": ""}, "prompt"),
@@ -131,13 +145,25 @@ def test_the_chain_deployment_refuses_a_run_without_a_prompt(
 SIBLING_CASES = {
     "point-beyond-the-width": polygon(width=600, points=[0, 0, 700, 0, 10, 10]),
     "odd-count": polygon(points=[0, 0, 10, 0, 10, 10, 5]),
-}
+    "rectangle-leaves-the-image": {
+        "kind": "rectangle", "x": 0.75, "y": 0, "width": 0.5, "height": 0.5,
+    },
+    "pixels-leave-the-image": {
+        "kind": "pixel_rectangle", "x": 1000, "y": 0, "width": 100, "height": 100,
+    },
+}  # fmt: skip
 
 
 def test_valid_parameters_and_what_no_schema_can_say_create_a_run(
     deployments: dict[str, UUID],
 ) -> None:
-    masks = [polygon(), {"url": MASK_URL}, {"areas": [SQUARE], "url": None}]
+    masks = [
+        polygon(), {"url": MASK_URL}, {"areas": [SQUARE], "url": None},
+        {"kind": "rectangle", "x": 0.5, "y": 0.5, "width": 0.5, "height": 0.5},
+        {"kind": "pixel_rectangle", "x": 0, "y": 0, "width": 10, "height": 10,
+         "image_width": 2048, "image_height": 2048},
+        {"kind": "region", "region": "bottom_half"},
+    ]  # fmt: skip
     with get_client(sync_client=True) as client:
         for mask in [*masks, *SIBLING_CASES.values()]:
             parameters = {"prompt": "a harbour", "inpaint_mask": mask, "image_no": 3}

@@ -33,6 +33,7 @@ from prefect_legnext.extras import require_simulator
 if TYPE_CHECKING:
     from prefect_legnext.core.models import Mask
     from prefect_legnext.orchestration.flows import StepProgress
+    from prefect_legnext.orchestration.review import Review, ReviewChoice
 
 app = typer.Typer(
     name="prefect-legnext",
@@ -273,6 +274,14 @@ ImageNoOption = Annotated[
     int, typer.Option(min=0, max=3, help="Image of each grid carried to the next step.")
 ]
 InpaintPromptOption = Annotated[str, typer.Option(help="What to paint inside the mask.")]
+ReviewOption = Annotated[
+    bool,
+    typer.Option(
+        "--review",
+        help="After each step, print its images' URLs and ask which one the next step "
+        "works on (in a terminal; otherwise the run waits for a review in the Prefect UI).",
+    ),
+]
 MaskRectOption = Annotated[
     str | None,
     typer.Option(
@@ -544,6 +553,83 @@ class StepLines:
         self.out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
+class TerminalReview:
+    """Asks in the terminal which image the next step works on (a `review.REVIEWERS`
+    callback): the step's images as URLs (presigned copies in S3) labelled 0-3, then
+    the image number, "s" to stop, and a new prompt when the next step takes one. Not
+    a terminal: None, and the run waits for a review in the Prefect UI."""
+
+    def __init__(self, out: Console, read: Callable[[str], str] = input) -> None:
+        self.out, self.read = out, read
+        self._lock = threading.Lock()
+
+    def __call__(self, review: Review) -> ReviewChoice | None:
+        from datetime import UTC, datetime
+
+        from prefect_legnext.orchestration.review import ReviewChoice
+
+        if not sys.stdin.isatty():
+            self._print(f"step {review.index} {review.action}: not a terminal, the run waits "
+                        "for a review in the Prefect UI")  # fmt: skip
+            return None
+        with self._lock:
+            self._print(f"step {review.index} {review.action} ({review.job_id}): its images")
+            for number, url in enumerate(review.thumbnails):
+                self._print(f"  image {number}: {url}")
+            try:
+                image_no, stop = self._image(review)
+                prompt = None
+                if review.takes_prompt and not stop:
+                    prompt = self.read(f"new prompt for {review.next_action} (Enter keeps it): ")
+            except EOFError:
+                return None
+        return ReviewChoice(
+            image_no=image_no, prompt=prompt.strip() or None if prompt else None, stop=stop,
+            chosen_by=f"{_user()} (terminal)", chosen_at=datetime.now(UTC),
+        )  # fmt: skip
+
+    def _image(self, review: Review) -> tuple[int, bool]:
+        allowed = ",".join(str(n) for n in review.allowed)
+        question = (f"image for {review.next_action} [{allowed}, s to stop] "
+                    f"(Enter: {review.default_image}): ")  # fmt: skip
+        while True:
+            answer = self.read(question).strip().lower()
+            if answer == "":
+                return review.default_image, False
+            if answer == "s":
+                return review.default_image, True
+            if answer.isdigit() and int(answer) in review.allowed:
+                return int(answer), False
+            self._print(f"  {answer!r}: give one of {allowed}, or s")
+
+    def _print(self, text: str) -> None:
+        self.out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone"
+
+
+@contextmanager
+def reviewing(reviewer: Callable[[Review], ReviewChoice | None] | None) -> Iterator[None]:
+    """`reviewer` answers the reviews of the flows run in this block (none: no change)."""
+    from prefect_legnext.orchestration.review import REVIEWERS
+
+    if reviewer is None:
+        yield
+        return
+    REVIEWERS.append(reviewer)
+    try:
+        yield
+    finally:
+        REVIEWERS.remove(reviewer)
+
+
 def flow_run_url(flow_run_id: str) -> str | None:
     """The flow run's page in the Prefect UI, when one is configured (PREFECT_UI_URL)."""
     from prefect.settings import PREFECT_UI_URL
@@ -575,6 +661,9 @@ def _print_results(chains: list[Any], total_points: int) -> None:
     for chain_result in chains:
         for step in chain_result.steps:
             console.print(f"  {step.sidecar_uri}", highlight=False, soft_wrap=True, markup=False)
+            if step.review is not None:
+                console.print(f"    reviewed: {step.review.describe()}", highlight=False,
+                              soft_wrap=True, markup=False)  # fmt: skip
     console.print(f"total points: {total_points}", highlight=False)
 
 
@@ -707,6 +796,7 @@ def chain(
     max_points: MaxPointsOption = None,
     max_wait_seconds: MaxWaitOption = 900.0,
     offline: OfflineOption = False,
+    review: ReviewOption = False,
 ) -> None:
     """Run the chain generate -> enhance -> inpaint -> retexture for one prompt."""
     options = _chain_options(
@@ -714,7 +804,10 @@ def chain(
         retexture_prompt, retexture_source, credentials_block, storage_block, key_prefix,
         max_points, max_wait_seconds, offline,
     )  # fmt: skip
-    with _flow_environment(offline) as blocks, listening(StepLines(console)):
+    if review:
+        options["review"] = options["steps"]
+    asker = TerminalReview(console) if review else None
+    with _flow_environment(offline) as blocks, listening(StepLines(console)), reviewing(asker):
         from prefect_legnext.orchestration.flows import legnext_chain
 
         result = legnext_chain(prompt=prompt, **(options | blocks))

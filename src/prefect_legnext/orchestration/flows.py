@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from prefect_legnext.core.callbacks import listening_url
 from prefect_legnext.core.fetch import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_FILE_BYTES
+from prefect_legnext.core.masks import MaskForm, MaskFormModel, as_mask
 from prefect_legnext.core.models import LegnextRequest, Mask
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration import job_leases, slots
@@ -63,6 +64,7 @@ from prefect_legnext.orchestration.errors import BudgetExceededError
 from prefect_legnext.orchestration.ledger import JobLedger, S3Ledger
 from prefect_legnext.orchestration.notices import wait_for_notice
 from prefect_legnext.orchestration.plans import (
+    Action,
     ChainPlan,
     ChainStep,
     ImageSource,
@@ -70,7 +72,9 @@ from prefect_legnext.orchestration.plans import (
     build_request,
     check_parent,
     default_mask,
+    image_choices,
     plan_chain,
+    takes_prompt,
 )
 from prefect_legnext.orchestration.provisioning import (
     ACCOUNT_LEASE_SECONDS,
@@ -83,7 +87,22 @@ from prefect_legnext.orchestration.resolve import (
     resolve_bucket,
     resolve_credentials,
 )
-from prefect_legnext.orchestration.storage import PersistedFile, PersistedJob, presigned_url
+from prefect_legnext.orchestration.review import (
+    AwaitingReview,
+    Review,
+    ReviewChoice,
+    ReviewDefault,
+    ReviewSettings,
+    decide,
+    review_key,
+    until_reviewed,
+)
+from prefect_legnext.orchestration.storage import (
+    PersistedFile,
+    PersistedJob,
+    annotate_sidecar,
+    presigned_url,
+)
 from prefect_legnext.orchestration.tasks import (
     flow_run_scope,
     get_balance,
@@ -169,6 +188,7 @@ class StepResult(BaseModel):
     grid_uri: str | None
     sidecar_uri: str
     files: list[PersistedFile]
+    review: ReviewChoice | None = None
 
 
 class ChainResult(BaseModel):
@@ -203,6 +223,7 @@ class RunSettings(BaseModel):
     # receiver's notice (notices); "poll": each step's wait task polls.
     wait_mode: WaitStyle = "poll"
     credentials_block: str | None = None
+    review: ReviewSettings = ReviewSettings()
 
     def ledger(self) -> S3Ledger:
         """Submits of flows are recorded beside their outputs, shared by every worker."""
@@ -254,6 +275,13 @@ class PointBudget:
             if already_paid:
                 self.paid_before += points
 
+    def restart(self) -> None:
+        """A new execution of the run's chains (after a review): every step reserves
+        again, the ones paid for already as such."""
+        with self._lock:
+            self.reserved = 0
+            self.paid_before = 0
+
     def paid_before_by_now(self, points: int) -> None:
         """A step reserved as new turned out to reuse a job an earlier attempt paid for:
         its points no longer count against what the account has left."""
@@ -266,7 +294,7 @@ def classic_chain(
     steps: list[ClassicStep],
     image_no: int,
     inpaint_prompt: str | None,
-    inpaint_mask: Mask,
+    inpaint_mask: Mask | MaskFormModel,
     retexture_prompt: str,
 ) -> list[ChainStep]:
     """The generate -> enhance -> inpaint -> retexture chain (or the chosen subset)."""
@@ -280,7 +308,7 @@ def classic_chain(
             chain.append(ChainStep(action="enhance", image_no=carried))
         elif name == "inpaint":
             chain.append(
-                ChainStep(action="inpaint", image_no=carried, mask=inpaint_mask,
+                ChainStep(action="inpaint", image_no=carried, mask=as_mask(inpaint_mask),
                           prompt=inpaint_prompt)
             )  # fmt: skip
         else:
@@ -631,7 +659,8 @@ def run_chain(
     parent: Job | None = None
     previous: PlannedStep | None = None
     stored: PersistedJob | None = None
-    for planned in plan.steps:
+    steps = list(plan.steps)
+    for position, planned in enumerate(steps):
         step = planned.step
         target = step.endpoint
         if parent is not None and previous is not None:
@@ -650,6 +679,7 @@ def run_chain(
             parent_job_id=parent.job_id if parent is not None else None,
             parent_image_url=image_url,
         )
+        key = _step_identity(settings.scope, planned, parent)[0]
         outcome = run_step(
             planned,
             request,
@@ -687,6 +717,12 @@ def run_chain(
             sidecar_uri=stored.sidecar_uri,
             files=stored.files,
         )
+        following = steps[position + 1] if position + 1 < len(steps) else None
+        if following is not None and settings.review.wants(target.name):
+            choice = _reviewed(settings, label, planned, following, done, stored, key)
+            if choice is not None:
+                result.review = choice
+                steps[position + 1] = _with_choice(following, choice)
         results.append(result)
         write_later(_step_artifact, settings, label, result, stored)
         logger.info(
@@ -694,7 +730,62 @@ def run_chain(
             planned.index, target.name, done.job_id, done.points, outcome.duration_seconds,
         )  # fmt: skip
         parent, previous = done, planned
+        if result.review is not None and result.review.stop:
+            logger.info("stopping after step %d: %s", planned.index, result.review.describe())
+            break
     return ChainResult(label=label, steps=results, total_points=sum(r.points for r in results))
+
+
+def _reviewed(
+    settings: RunSettings,
+    label: str,
+    planned: PlannedStep,
+    following: PlannedStep,
+    done: Job,
+    stored: PersistedJob,
+    key: str,
+) -> ReviewChoice | None:
+    """A person's choice of the image `following` works on (recorded in the step's
+    sidecar), or None when there is nothing to choose (the next step takes no image
+    number, or the parent allows one image only)."""
+    stored_images = _presigned(settings, stored)
+    images = [url for item, url in stored_images if item.content_type.startswith("image/")]
+    allowed = image_choices(following, done, len(images), parent_draft=planned.draft)
+    if len(allowed) < 2:
+        _run_logger().info(
+            "step %d (%s): no choice to review for %s (images %s)",
+            planned.index, planned.step.action, following.step.action, allowed,
+        )  # fmt: skip
+        return None
+    planned_image = following.step.image_no
+    review = Review(
+        key=review_key(key), label=label, index=planned.index, action=str(planned.step.action),
+        job_id=done.job_id, next_action=str(following.step.action), thumbnails=images,
+        allowed=allowed,
+        default_image=planned_image if planned_image in allowed else allowed[0],
+        default_stop=settings.review.default == "stop",
+        takes_prompt=takes_prompt(following.step),
+        timeout_seconds=settings.review.timeout_seconds,
+    )  # fmt: skip
+    choice = decide(review)
+    annotate_sidecar(settings.bucket, stored.sidecar_uri, "review", choice.model_dump(mode="json"))
+    _run_logger().info("step %d (%s) reviewed: %s", planned.index, review.action, choice.describe())
+    return choice
+
+
+def _with_choice(following: PlannedStep, choice: ReviewChoice) -> PlannedStep:
+    """The next step, working on the chosen image (with the new prompt, if given)."""
+    update: dict[str, Any] = {"image_no": choice.image_no}
+    if choice.prompt:
+        update["prompt"] = choice.prompt
+    return following.model_copy(update={"step": following.step.model_copy(update=update)})
+
+
+def _presigned(settings: RunSettings, stored: PersistedJob) -> list[tuple[PersistedFile, str]]:
+    """Each stored output with a presigned URL of our copy (Legnext's URLs expire)."""
+    return [
+        (item, presigned_url(settings.bucket, item.key, PRESIGN_SECONDS)) for item in stored.files
+    ]
 
 
 def _step_artifact(
@@ -708,13 +799,14 @@ def _step_artifact(
         f"Job `{result.job_id}`, {result.points} points, {result.duration_seconds:.1f}s.",
         "",
     ]
-    for item in stored.files:
-        url = presigned_url(settings.bucket, item.key, PRESIGN_SECONDS)
+    for item, url in _presigned(settings, stored):
         if item.content_type.startswith("image/"):
             lines.append(f"![output {item.index}]({url})")
         else:
             lines.append(f"- [output {item.index}]({url}) ({item.content_type}, {item.size} bytes)")
     lines.extend(f"- {prompt}" for prompt in result.prompts or [])
+    if result.review is not None:
+        lines.extend(["", f"Reviewed: {result.review.describe()}."])
     lines.append("")
     lines.append(f"Stored with its sidecar `{result.sidecar_uri}`.")
     create_markdown_artifact(
@@ -745,6 +837,7 @@ def _summary_artifact(settings: RunSettings, chains: list[ChainResult], key: str
                     "link": presigned_url(settings.bucket, link_key, PRESIGN_SECONDS)
                     if link_key
                     else "",
+                    "review": step.review.describe() if step.review is not None else "",
                 }
             )
     labels = ", ".join(chain.label for chain in chains)
@@ -765,6 +858,7 @@ def _prepare_run(
     image_source: ImageSource,
     idempotency_scope: str | None,
     wait_mode: WaitMode | None = None,
+    review: ReviewSettings | None = None,
 ) -> tuple[list[ChainPlan], RunSettings, PointBudget]:
     """Check everything that can be checked before the first paid call."""
     plans = [plan_chain(chain) for chain in chains]
@@ -796,6 +890,7 @@ def _prepare_run(
         or (flow_run_scope(flow_run) if flow_run is not None else f"direct-call:{uuid4()}"),
         wait_mode=mode,
         credentials_block=credentials_block,
+        review=review or ReviewSettings(),
     )
     return plans, settings, budget
 
@@ -818,7 +913,13 @@ InpaintPromptArg = Annotated[
     PromptParam | None, _about("Inpaint prompt", "What to paint inside the mask.")
 ]
 InpaintMaskArg = Annotated[
-    Mask, _about("Inpaint mask", "Polygons (areas) or a black-and-white mask URL.")
+    MaskForm,
+    _about(
+        "Inpaint mask",
+        "Where to repaint: polygons (areas), a black-and-white mask URL, a rectangle "
+        "(kind rectangle: fractions of the image; kind pixel_rectangle: pixels) or a named "
+        "region (kind region: center, left_half, right_half, top_half, bottom_half).",
+    ),
 ]
 RetexturePromptArg = Annotated[
     PromptParam, _about("Retexture prompt", "The new texture or material.")
@@ -872,6 +973,28 @@ WaitModeArg = Annotated[
         "credentials block names a receiver.",
     ),
 ]
+ReviewStepsArg = Annotated[
+    list[ClassicStep],
+    _about(
+        "Review after",
+        "Steps after which a person picks the image the next step works on (a form "
+        "with the images as thumbnails; the run waits, suspended from a deployment).",
+    ),
+]
+ReviewTimeoutArg = Annotated[
+    Annotated[float, Field(gt=0, le=7 * 24 * 3600)],
+    _about(
+        "Review timeout (s)",
+        "How long a reviewed step waits for a person; then the review default applies.",
+    ),
+]
+ReviewDefaultArg = Annotated[
+    ReviewDefault,
+    _about(
+        "Review default",
+        "When nobody reviews in time: carry the planned image (carry) or stop the chain.",
+    ),
+]
 DEFAULT_INPAINT_PROMPT = "a small red sailboat"
 DEFAULT_RETEXTURE_PROMPT = "as a watercolour painting"
 DEFAULT_MASK = default_mask()
@@ -896,6 +1019,9 @@ def legnext_chain(
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
     wait_mode: WaitModeArg = None,
+    review: ReviewStepsArg = [],  # noqa: B006  (never mutated; the UI form shows it)
+    review_timeout_seconds: ReviewTimeoutArg = 3600.0,
+    review_default: ReviewDefaultArg = "carry",
 ) -> ChainResult:
     """Generate, enhance, inpaint and retexture, persisting every step to S3."""
     chain = classic_chain(prompt, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
@@ -909,6 +1035,9 @@ def legnext_chain(
         max_points=max_points,
         idempotency_scope=idempotency_scope,
         wait_mode=wait_mode,
+        review=[Action(a) for a in review],
+        review_timeout_seconds=review_timeout_seconds,
+        review_default=review_default,
     )
 
 
@@ -932,17 +1061,30 @@ def legnext_pipeline(
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
     wait_mode: WaitModeArg = None,
+    review: Annotated[
+        list[Action],
+        _about(
+            "Review after",
+            "Actions after which a person picks the image the next step works on.",
+        ),
+    ] = [],  # noqa: B006  (never mutated; the UI form shows it)
+    review_timeout_seconds: ReviewTimeoutArg = 3600.0,
+    review_default: ReviewDefaultArg = "carry",
 ) -> ChainResult:
     """Run any valid chain of Legnext steps, e.g. diffusion -> upscale -> pan ->
     remove_background, checked against each parent before any point is spent."""
+    reviewing = ReviewSettings(
+        actions=[str(a) for a in review], timeout_seconds=review_timeout_seconds,
+        default=review_default,
+    )  # fmt: skip
     plans, settings, budget = _prepare_run(
         [steps], credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
-        image_source, idempotency_scope, wait_mode,
+        image_source, idempotency_scope, wait_mode, reviewing,
     )  # fmt: skip
     first = steps[0]  # plan_chain refused an empty chain
     label = chain_label(first.prompt, first.action)
     with background_writes(), _slots_released():
-        result = _until_done(lambda: run_chain(plans[0], settings, budget, label), settings)
+        result = _until_done(lambda: run_chain(plans[0], settings, budget, label), settings, budget)
         write_later(_summary_artifact, settings, [result], "legnext-chain-summary")
     return result
 
@@ -957,11 +1099,18 @@ def _slots_released() -> Iterator[None]:
         slots.release_parked()
 
 
-def _until_done(run: Callable[[], T], settings: RunSettings) -> T:
-    """The chains' result; in callback mode, the run suspends while they wait."""
-    if settings.wait_mode == "callback":
-        return run_until_waiting(run, settings.max_wait_seconds)
-    return run()
+def _until_done(run: Callable[[], T], settings: RunSettings, budget: PointBudget) -> T:
+    """The chains' result; in callback mode, the run suspends while they wait; a
+    review pauses (or suspends) the run until a person chooses, and the chains run
+    again with the choice."""
+
+    def attempt() -> T:
+        budget.restart()
+        if settings.wait_mode == "callback":
+            return run_until_waiting(run, settings.max_wait_seconds)
+        return run()
+
+    return until_reviewed(attempt)
 
 
 def _run_chains(
@@ -988,6 +1137,7 @@ def _run_chains(
             futures.append(pool.submit(run, run_chain, plan, scoped, budget, label, ledger, prefix))
         try:
             outcomes: list[ChainResult | AwaitingCallbacks] = []
+            reviews: list[AwaitingReview] = []
             done = 0
             for future in futures:
                 try:
@@ -995,13 +1145,21 @@ def _run_chains(
                 except AwaitingCallbacks as waiting:  # callback mode: the chain waits
                     outcomes.append(waiting)
                     continue
+                except AwaitingReview as waiting:  # a person picks its next image
+                    reviews.append(waiting)
+                    continue
                 done += 1
                 on_done(done)
         except BaseException:
             # Chains not started yet have paid nothing: drop them, let the others finish.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return gather(outcomes)
+    # Jobs first: a run suspended for a review renews no job's slot (the sweeper does
+    # that only for runs waiting for a job). Our decision.
+    results = gather(outcomes)
+    if reviews:
+        raise reviews[0]
+    return results
 
 
 @flow(
@@ -1028,6 +1186,9 @@ def legnext_batch(
     max_points: MaxPointsArg = None,
     idempotency_scope: IdempotencyScopeArg = None,
     wait_mode: WaitModeArg = None,
+    review: ReviewStepsArg = [],  # noqa: B006  (never mutated; the UI form shows it)
+    review_timeout_seconds: ReviewTimeoutArg = 3600.0,
+    review_default: ReviewDefaultArg = "carry",
 ) -> BatchResult:
     """Many chains side by side; the ``legnext-account`` limit keeps the account busy
     but never over-queued, whatever the number of prompts, runs and workers."""
@@ -1035,9 +1196,12 @@ def legnext_batch(
         classic_chain(p, steps, image_no, inpaint_prompt, inpaint_mask, retexture_prompt)
         for p in prompts
     ]
+    reviewing = ReviewSettings(
+        actions=list(review), timeout_seconds=review_timeout_seconds, default=review_default
+    )
     plans, settings, budget = _prepare_run(
         chains, credentials_block, storage_block, key_prefix, max_wait_seconds, max_points,
-        retexture_source, idempotency_scope, wait_mode,
+        retexture_source, idempotency_scope, wait_mode, reviewing,
     )  # fmt: skip
     progress = (
         _sync(create_progress_artifact(progress=0.0, description="Legnext batch: chains done"))
@@ -1054,7 +1218,7 @@ def legnext_batch(
 
     with background_writes(), _slots_released():
         results = _until_done(
-            lambda: _run_chains(plans, labels, settings, budget, chain_done), settings
+            lambda: _run_chains(plans, labels, settings, budget, chain_done), settings, budget
         )
         write_later(_summary_artifact, settings, results, "legnext-batch-summary")
     return BatchResult(chains=results, total_points=sum(c.total_points for c in results))

@@ -30,13 +30,13 @@ from prefect_legnext.core.endpoints import (
     endpoint,
 )
 from prefect_legnext.core.errors import InvalidRequestError
+from prefect_legnext.core.masks import MaskForm, as_mask, region_mask
 from prefect_legnext.core.models import (
     DRAFT_FLAGS,
     VERSION_7,
     DiffusionRequest,
     LegnextRequest,
     Mask,
-    Polygon,
 )
 from prefect_legnext.core.responses import Job
 from prefect_legnext.orchestration.errors import ChainError
@@ -77,8 +77,11 @@ class ChainStep(BaseModel):
         description="The text of diffusion and shorten, the prompt of video steps, the "
         "remix prompt of edits (inpaint, remix, retexture, pan, outpaint, edit, variation).",
     )
-    mask: Mask | None = Field(
-        default=None, title="Mask", description="What inpaint or upload-paint repaints."
+    mask: MaskForm | None = Field(
+        default=None,
+        title="Mask",
+        description="What inpaint or upload-paint repaints: polygons, a mask image URL, a "
+        "rectangle (fractions or pixels) or a named region.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -111,9 +114,9 @@ class ChainPlan(BaseModel):
 
 
 def default_mask() -> Mask:
-    """The centre quarter of the image."""
-    square = Polygon(width=1024, height=1024, points=[256, 256, 768, 256, 768, 768, 256, 768])
-    return Mask(areas=[square])
+    """The centre quarter of the image: ``[256, 256, 768, 256, 768, 768, 256, 768]`` on
+    a 1024-pixel frame."""
+    return region_mask("center")
 
 
 _VERSION_FLAG = re.compile(r"--v(?:ersion)?\s+(\S+)")
@@ -184,7 +187,7 @@ def build_request(
     if step.mask is not None:
         if "mask" not in fields_of:
             raise ChainError("it takes no mask")
-        fields["mask"] = step.mask
+        fields["mask"] = as_mask(step.mask)
     if parent_job_id is not None and "job_id" in fields_of:
         fields["job_id"] = parent_job_id
         number = next(f for f in _NUMBER_FIELDS if f in fields_of)
@@ -348,3 +351,32 @@ def check_parent(planned: PlannedStep, parent: Job, *, parent_draft: bool | None
             + (f" on image {number}" if number is not None else "")
             + f" (available_actions: {output.available_actions}); nothing was submitted for it"
         )
+
+
+def takes_prompt(step: ChainStep) -> bool:
+    """Whether the step's request has a prompt field (text, prompt or remix prompt)."""
+    fields_of = step.endpoint.request.model_fields
+    return any(f in fields_of for f in PROMPT_FIELDS)
+
+
+def image_choices(
+    planned: PlannedStep, parent: Job, outputs: int, *, parent_draft: bool | None = None
+) -> list[int]:
+    """The image numbers of `parent` that `planned` (the next step) may work on: every one
+    of its `outputs` that `check_parent` lets through; none when the step takes no image
+    number (reroll, a step on no parent).
+    """
+    target = planned.step.endpoint
+    if target.parent is ParentKind.JOB or _consumes(target) == "nothing":
+        return []
+    allowed = []
+    for number in range(outputs):
+        candidate = planned.model_copy(
+            update={"step": planned.step.model_copy(update={"image_no": number})}
+        )
+        try:
+            check_parent(candidate, parent, parent_draft=parent_draft)
+        except ChainError:
+            continue
+        allowed.append(number)
+    return allowed

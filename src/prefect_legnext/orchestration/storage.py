@@ -236,6 +236,20 @@ def persist_job(
     return result
 
 
+def annotate_sidecar(bucket: S3Bucket, sidecar_uri: str, field: str, value: Any) -> None:
+    """Set `field` of a stored job's sidecar to `value` (JSON), e.g. a person's review of
+    its outputs. Idempotent: writing the same value again changes nothing."""
+    s3 = s3_client(bucket)
+    key = sidecar_uri.split("/", 3)[3]
+    body = _s3_call(bucket, s3.get_object, Bucket=bucket.bucket_name, Key=key)["Body"].read()
+    sidecar = json.loads(body)
+    sidecar[field] = value
+    _s3_call(
+        bucket, s3.put_object, Bucket=bucket.bucket_name, Key=key,
+        Body=json.dumps(sidecar, indent=2).encode(), ContentType="application/json",
+    )  # fmt: skip
+
+
 # How patiently boto3 retries an S3 call itself (our decision): standard mode over 10
 # attempts, jittered backoff growing to 20 s, rides out an outage of about a minute
 # (legacy mode's 5 quick attempts gave up within seconds, and a persist that gives up

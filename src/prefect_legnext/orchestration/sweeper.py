@@ -11,6 +11,9 @@ and, for each, its wait note (`deliveries.WaitNote`):
   the task object to the run, resumes the run with it and releases the slot; still
   running, it looks again a margin later.
 
+It also resumes runs suspended for a review (``legnext-review-`` pause keys,
+`review`) whose timeout passed, with the review's default.
+
 Run it on a schedule (the ``legnext-sweeper`` deployment, deployments/prefect.yaml),
 once from Python (`sweep_once`, or the `legnext_sweeper` flow) or the command line
 (``prefect-legnext sweep``).
@@ -40,6 +43,7 @@ from prefect_legnext.orchestration.deliveries import (
 )
 from prefect_legnext.orchestration.receiver.actions import pause_key_for
 from prefect_legnext.orchestration.resolve import DEFAULT_CREDENTIALS_BLOCK, resolve_credentials
+from prefect_legnext.orchestration.review import REVIEW_PREFIX, sweep_review
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -60,6 +64,7 @@ class SweepReport(BaseModel):
     resumed: list[str] = []
     released: list[str] = []
     still_running: list[str] = []
+    reviews_defaulted: list[str] = []  # flow run ids
 
 
 def _log() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -88,6 +93,10 @@ def sweep_once(limit: int = 200, now: datetime | None = None) -> SweepReport:
         for run in client.read_flow_runs(flow_run_filter=paused, limit=limit):
             state = run.state
             key = (state.state_details.pause_key if state is not None else None) or ""
+            if key.startswith(REVIEW_PREFIX):
+                if sweep_review(client, run.id, key, now or datetime.now(UTC)):
+                    report.reviews_defaulted.append(str(run.id))
+                continue
             if not key.startswith(PAUSE_PREFIX):
                 continue
             try:
@@ -169,8 +178,9 @@ def legnext_sweeper(limit: int = 200) -> SweepReport:
     still running."""
     report = sweep_once(limit=limit)
     _log().info(
-        "sweeper: %d waiting, %d checked, %d resumed, %d still running",
+        "sweeper: %d waiting, %d checked, %d resumed, %d still running, "
+        "%d reviews took their default",
         len(report.waiting), len(report.checked), len(report.resumed),
-        len(report.still_running),
+        len(report.still_running), len(report.reviews_defaulted),
     )  # fmt: skip
     return report
