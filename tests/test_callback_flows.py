@@ -500,3 +500,46 @@ def test_a_run_outside_a_deployment_listens_for_the_notice_and_polls_what_never_
     )
     assert line is not None and "the run listens for the notice" in line, received
     assert _stored_outputs(bucket, "listen", {j["job_id"] for j in sim.jobs()}) == 8
+
+
+def test_chains_run_again_after_an_early_delivery_reserve_their_budget_afresh(
+    prefect_server: None,
+) -> None:
+    """A delivery that comes before the run suspends makes the chains run again in the
+    same process: their steps reserve again, and must not count twice against
+    max_points."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from prefect import flow
+
+    from prefect_legnext.core.responses import Job
+    from prefect_legnext.orchestration.callback_mode import (
+        DELIVERED,
+        Awaited,
+        AwaitingCallbacks,
+        current_flow_run_id,
+    )
+    from prefect_legnext.orchestration.flows import PointBudget, _until_done
+
+    budget = PointBudget(max_points=40, available=1000)
+    settings = SimpleNamespace(wait_mode="callback", max_wait_seconds=60)
+    job_id = str(uuid.uuid4())
+    executions: list[int] = []
+
+    def chains() -> str:
+        budget.reserve(40, "step 1 (diffusion)", already_paid=bool(executions))
+        executions.append(1)
+        if len(executions) == 1:  # the job finished before the run could suspend
+            DELIVERED.add(current_flow_run_id(), Job.model_validate(
+                {"job_id": job_id, "task_type": "diffusion", "status": "completed"}
+            ))  # fmt: skip
+            raise AwaitingCallbacks([Awaited(job_id, datetime.now(UTC))])
+        return "done"
+
+    @flow
+    def early_delivery() -> str:
+        return _until_done(chains, settings, budget)  # type: ignore[arg-type]
+
+    assert early_delivery() == "done"
+    assert len(executions) == 2 and budget.reserved == 40

@@ -1104,11 +1104,15 @@ def _until_done(run: Callable[[], T], settings: RunSettings, budget: PointBudget
     review pauses (or suspends) the run until a person chooses, and the chains run
     again with the choice."""
 
-    def attempt() -> T:
-        budget.restart()
-        if settings.wait_mode == "callback":
-            return run_until_waiting(run, settings.max_wait_seconds)
+    def chains() -> T:
+        budget.restart()  # every execution of the chains reserves its steps afresh
         return run()
+
+    def attempt() -> T:
+        if settings.wait_mode == "callback":
+            # Runs the chains again after a delivery that came before the suspend.
+            return run_until_waiting(chains, settings.max_wait_seconds)
+        return chains()
 
     return until_reviewed(attempt)
 
