@@ -87,3 +87,23 @@ def test_the_client_measures_the_simulators_clock(legnext_simulator_factory: Any
         offset = client.clock.offset()
     assert offset is not None
     assert offset.low <= 90.0 <= offset.high and offset.high - offset.low < 1.0
+
+
+def test_a_steady_estimate_is_shared_again_before_the_others_stop_trusting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Samples that leave the estimate unchanged still refresh the shared file now and
+    # then: other processes trust it for TRUSTED_SECONDS after its last write only.
+    from prefect_legnext.core import clock
+
+    gauge = ClockGauge("http://legnext.test", tmp_path)
+    gauge.created("a", _at(10.5), _at(0.2), _at(0.4))
+    first = json.loads(gauge.path.read_text())["at"]
+    monkeypatch.setattr(clock, "REFRESH_SECONDS", 0.0)
+    time.sleep(0.01)
+    gauge.created("b", _at(10.5), _at(0.2), _at(0.4))  # the same bounds: no change
+    assert json.loads(gauge.path.read_text())["at"] > first
+    monkeypatch.setattr(clock, "REFRESH_SECONDS", 3600.0)
+    again = json.loads(gauge.path.read_text())["at"]
+    gauge.created("c", _at(10.5), _at(0.2), _at(0.4))
+    assert json.loads(gauge.path.read_text())["at"] == again

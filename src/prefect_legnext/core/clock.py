@@ -38,6 +38,7 @@ from typing import Any
 
 # How long a sample or the shared estimate stays trusted.
 TRUSTED_SECONDS = 600.0
+REFRESH_SECONDS = 60.0  # a steady estimate is written to the shared file this often
 # Added on each side of the shared estimate: another process measured it, earlier.
 SHARED_MARGIN_SECONDS = 0.25
 MAX_SAMPLES = 64
@@ -85,6 +86,7 @@ class ClockGauge:
         self._samples: deque[tuple[float, Offset]] = deque(maxlen=MAX_SAMPLES)
         self._pending: OrderedDict[str, tuple[datetime, datetime]] = OrderedDict()
         self._own: Offset | None = None
+        self._shared_at = 0.0
 
     def __repr__(self) -> str:
         return f"ClockGauge({self._own})"
@@ -119,10 +121,16 @@ class ClockGauge:
 
     def _add(self, new: Offset) -> None:
         with self._lock:
-            self._samples.append((time.time(), new))
+            now = time.time()
+            self._samples.append((now, new))
             before, current = self._own, self._current()
             self._own = current
-        if current is not None and current != before:
+            # Shared again when it changes, and while it holds: the others trust the
+            # file for TRUSTED_SECONDS only (a steady estimate must not go stale there).
+            due = current != before or now - self._shared_at > REFRESH_SECONDS
+            if due:
+                self._shared_at = now
+        if current is not None and due:
             self._share(current)
 
     def _current(self) -> Offset | None:

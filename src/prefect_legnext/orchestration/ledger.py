@@ -824,8 +824,9 @@ def _reconcile(
     if ambiguous:
         logger.warning(
             "reconciling key %s: %d candidate jobs of type %s (%d made while its create was "
-            "in flight), %d other unresolved submits that could have made them; not adopting",
-            record.key, len(jobs), record.task_type, len(mine), len(rivals),
+            "in flight), %d other unresolved submits that could have made them%s; not "
+            "adopting", record.key, len(jobs), record.task_type, len(mine), len(rivals),
+            _described(rivals),
         )  # fmt: skip
         _remember(ledger, record, jobs)
         return Sighting(None, len(jobs), looked_at, tuple(job.job_id for job in jobs))
@@ -1062,6 +1063,21 @@ def _rivals(
         if any(_made_within(job, _interval(other)) for job in jobs):
             rivals.append(other)
     return rivals
+
+
+def _described(rivals: list[LedgerRecord]) -> str:
+    """The rivals for the log: their keys and what their interval rests on."""
+    if not rivals:
+        return ""
+    return (
+        " ("
+        + "; ".join(
+            f"{r.key[:12]}: {'failed' if r.failed_at else 'never reported back'}, clock "
+            f"{'measured' if r.clock is not None else 'not measured'}"
+            for r in rivals
+        )
+        + ")"
+    )
 
 
 def _not_created(record: LedgerRecord, seen: Sighting, window_scale: float) -> str | None:
