@@ -704,8 +704,13 @@ def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
     with legnext_client_for(sim, retry=NO_RETRY) as client:
         _warm_up(client, ledger)
         _lost_and_unreconciled(client, sim, ledger, "first")
-        # Past its interval, whole-second timestamps and their measurement included.
-        time.sleep((ANSWERED_5XX_SETTLE + CLOCK_MARGIN).total_seconds() + 2.5)
+        # Past its interval: the settle time, the margin, the measurement's width (a
+        # slow warm-up on a loaded machine widens it) and a whole second's timestamp.
+        record = ledger.get("first")
+        assert record is not None and record.clock is not None and record.failed_at is not None
+        width = timedelta(seconds=record.clock[1] - record.clock[0] + 2.5)
+        past = record.failed_at + ANSWERED_5XX_SETTLE + CLOCK_MARGIN + width
+        time.sleep(max(0.0, (past - datetime.now(UTC)).total_seconds()))
         sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
         second, adopted = submit_once(client, ledger, DiffusionRequest(text="second"), "second")
         assert adopted is True
