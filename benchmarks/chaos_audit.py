@@ -183,9 +183,28 @@ def audit(sims: Iterable[SimRecord], view: S3View, log_dirs: Iterable[Path]) -> 
         if claims.get(r["job_id"], r["key"]) != r["key"]:
             adopted_twice[f"{r['job_id']} (claimed by another key)"] = 1
     result.duplicates = sum(extra.values()) + sum(adopted_twice.values())
-    result.duplicate_keys = [*extra, *adopted_twice][:20]
+    # Named with their jobs and who holds them, so that the worker logs can be searched.
+    holders = {r["job_id"]: r["key"] for r in records}
+    jobs: dict[str, list[str]] = {
+        f"{sim.name}:{step_identity(j)}": [] for sim in sims for j in sim.jobs
+    }
+    for sim in sims:
+        for j in sim.jobs:
+            jobs[f"{sim.name}:{step_identity(j)}"].append(_traced(j, claims, holders))
+    result.duplicate_keys = [f"{k} jobs: {'; '.join(jobs.get(k, []))}" for k in extra]
+    result.duplicate_keys = [*result.duplicate_keys, *adopted_twice][:20]
+    traced = {j["job_id"]: _traced(j, claims, holders) for sim in sims for j in sim.jobs}
+    result.lost_jobs = [f"{name} ({traced[name.split(':', 1)[1]]})" for name in result.lost_jobs]
     result.leaked = count_leaks([s.api_key for s in sims], view, log_dirs)
     return result
+
+
+def _traced(job: dict[str, Any], claims: dict[str, str], holders: dict[str, str]) -> str:
+    """One job for the details: id, status, creation time, claim and record holders."""
+    return (
+        f"{job['job_id']} {job['status']} created {job.get('created_at', '?')} "
+        f"claim={claims.get(job['job_id'])} record={holders.get(job['job_id'])}"
+    )
 
 
 def count_leaks(keys: list[str], view: S3View, log_dirs: Iterable[Path]) -> int:

@@ -195,6 +195,7 @@ def build_app(engine: Engine) -> Starlette:
                     "job_id": j.job_id,
                     "task_type": j.endpoint.task_type,
                     "status": str(j.status),
+                    "created_at": j.created_at,
                     "points": j.points,
                     "gets": j.gets,
                     "started_at": j.started_at,
