@@ -726,15 +726,17 @@ def test_lost_creates_seconds_apart_are_each_adopted_beside_an_unresolved_one(
 
 
 def test_a_lost_create_moments_after_an_unresolved_one_waits_for_it(
-    ledger: JobLedger, legnext_simulator_factory: Any
+    ledger: JobLedger, legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The other side: a job made within moments of another lost create's failure may
     # be that one's (Legnext may make a job a little after answering): not adopted
-    # while that one is unresolved. Once it is resolved (it adopts the job made while
-    # its own create was in flight), the second's job is adopted too; nothing twice.
+    # while that one's window lasts. A submit waits for that window (up to RIVALS_WAIT),
+    # then adopts the job made while its own create was in flight; beyond that limit
+    # it stops with "outcome unknown". Nothing is paid twice.
     from prefect_legnext.core.retry import NO_RETRY
 
     sim = legnext_simulator_factory(time_scale=0.5)
+    scale = 0.05  # windows (the first's late tail + a diffusion's 90 s) x 0.05
     with legnext_client_for(sim, retry=NO_RETRY) as client:
         _warm_up(client, ledger)
         _lost_and_unreconciled(client, sim, ledger, "first")
@@ -742,14 +744,48 @@ def test_a_lost_create_moments_after_an_unresolved_one_waits_for_it(
         # (within that margin of each other, two lost creates block each other).
         time.sleep(CLOCK_MARGIN.total_seconds() + 1)
         sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
-        with pytest.raises(OutcomeUnknownError, match="outcome is unknown"):
-            submit_once(client, ledger, DiffusionRequest(text="second"), "second")
+        with monkeypatch.context() as patched:
+            patched.setattr(ledger_module, "RIVALS_WAIT", timedelta(0))
+            with pytest.raises(OutcomeUnknownError, match="outcome is unknown"):
+                submit_once(client, ledger, DiffusionRequest(text="second"), "second")
         sim.set_faults({})
+        first_record = ledger.get("first")
+        assert first_record is not None
+        second, adopted = submit_once(
+            client, ledger, DiffusionRequest(text="second"), "second", window_scale=scale
+        )
+        assert datetime.now(UTC) >= ledger_module._expires_at(first_record, scale)
         first, adopted_first = submit_once(client, ledger, DiffusionRequest(text="first"), "first")
-        second, adopted = submit_once(client, ledger, DiffusionRequest(text="second"), "second")
     assert adopted_first is True and adopted is True and first.job_id != second.job_id
     stats = sim.stats()
     assert stats["jobs_total"] == 3 and stats["requests"]["POST diffusion"] == 3
+
+
+class _Killed(BaseException):
+    """The worker's process dies here (nothing after it runs)."""
+
+
+def _killed_in(
+    monkeypatch: pytest.MonkeyPatch, step: str, client: Any, ledger: JobLedger, text: str
+) -> None:
+    """Submit `text` (key "killed", windows x 0.01) with the ledger's `step` killing the
+    worker when it is reached."""
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise _Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger_module, step, die)
+        with pytest.raises(_Killed):
+            submit_once(client, ledger, DiffusionRequest(text=text), "killed", window_scale=0.01)
+
+
+def _until_nothing_is_active(client: Any) -> None:
+    """Wait until every job has left the active tasks (before the retry comes)."""
+    deadline = time.monotonic() + 60
+    while client.active_tasks().tasks and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not client.active_tasks().tasks
 
 
 def test_a_worker_killed_while_it_reconciles_a_lost_create_leaves_its_job_findable(
@@ -761,27 +797,65 @@ def test_a_worker_killed_while_it_reconciles_a_lost_create_leaves_its_job_findab
     # records the failure, and the retry reads them by id.
     sim = legnext_simulator_factory(time_scale=0.01)  # jobs finish within about a second
     request = DiffusionRequest(text="killed while reconciling")
-
-    class Killed(BaseException):
-        pass
-
-    def die(*_args: Any, **_kwargs: Any) -> Any:
-        raise Killed
-
     with legnext_client_for(sim) as client:
         sim.set_faults({"diffusion": {"drop_after_accept_rate": 1.0}})
-        monkeypatch.setattr(ledger_module, "_reconcile", die)
-        with pytest.raises(Killed):
-            submit_once(client, ledger, request, "killed", window_scale=0.01)
-        monkeypatch.undo()
+        _killed_in(monkeypatch, "_reconcile", client, ledger, request.text)
         sim.set_faults({})
         record = ledger.get("killed")
         assert record is not None and record.state == "unknown" and len(record.sightings) == 1
-        deadline = time.monotonic() + 60
-        while client.active_tasks().tasks and time.monotonic() < deadline:
-            time.sleep(0.2)  # the job leaves the active tasks before the retry comes
-        assert not client.active_tasks().tasks
+        _until_nothing_is_active(client)
         job, adopted = submit_once(client, ledger, request, "killed", window_scale=0.01)
     assert adopted is True and job.job_id == record.sightings[0]
     stats = sim.stats()
     assert stats["jobs_total"] == 1 and stats["requests"]["POST diffusion"] == 1
+
+
+def test_a_worker_killed_right_after_its_create_was_answered_leaves_its_job_to_its_retry(
+    ledger: JobLedger, legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The 200-chain fleet run paid twice once more: a worker killed between the job's
+    # claim and its record left a record without its job; the retry came after the short
+    # job had left the active tasks and, past the window, concluded "not created". The
+    # job is now recorded first: a kill right after that write costs nothing.
+    sim = legnext_simulator_factory(time_scale=0.01)  # jobs finish within about a second
+    request = DiffusionRequest(text="killed after the answer")
+    with legnext_client_for(sim) as client:
+        _killed_in(monkeypatch, "_claim_own", client, ledger, request.text)
+        _until_nothing_is_active(client)
+        time.sleep(5)  # past the record's window at this scale
+        job, reused = submit_once(client, ledger, request, "killed", window_scale=0.01,
+                                  in_progress_grace=0)  # fmt: skip
+    assert reused is True
+    stats = sim.stats()
+    assert stats["jobs_total"] == 1 and stats["requests"]["POST diffusion"] == 1
+    assert ledger.job_holder(job.job_id) is None  # the retry reused it without claiming
+
+
+def test_an_adoption_gives_the_job_back_when_its_owner_recorded_it_meanwhile(
+    ledger: JobLedger, legnext_simulator_factory: Any
+) -> None:
+    # An owner records its job, then claims it. A reconciliation that read the ledger
+    # just before that record (and misjudged the owner's interval, so saw no rival) wins
+    # the claim: it reads the ledger again, finds the owner's record and lets go.
+    sim = legnext_simulator_factory(time_scale=0.5)
+    with legnext_client_for(sim) as client:
+        theirs = client.create(DiffusionRequest(text="the owner's, just answered"))
+        lost = _record("lost", state="unknown")
+        ledger.put(lost)
+        claim = ledger.claim_job
+
+        def owner_answered_meanwhile(job_id: str, key: str) -> bool:
+            won = claim(job_id, key)
+            ledger.put(_record("owner", state="submitted", job_id=job_id,
+                               submitted_at=datetime.now(UTC) - timedelta(hours=1)))  # fmt: skip
+            return won
+
+        ledger.claim_job = owner_answered_meanwhile  # type: ignore[method-assign]
+        try:
+            assert reconcile(client, ledger, lost) is None
+        finally:
+            del ledger.claim_job
+    assert ledger.job_holder(theirs.job_id) is None
+    assert ledger.claim_job(theirs.job_id, "owner") is True  # the owner's claim goes through
+    record = ledger.get("lost")
+    assert record is not None and record.job_id is None

@@ -14,8 +14,8 @@ the one key that holds it. The protocol, in `submit_once`:
    with `OutcomeUnknownError` (or resubmit, when the caller accepts that risk), until
    the evidence says the create made nothing (below): then the record is released
    (``abandoned``) and the submit POSTs again.
-3. No record: write ``submitting`` first (write-ahead), POST, claim the job, then
-   record its id. A POST refused before acceptance (4xx, 429, connection never made)
+3. No record: write ``submitting`` first (write-ahead), POST, record the job's id,
+   then claim the job. A POST refused before acceptance (4xx, 429, connection never made)
    deletes the record: nothing was created, a retry may POST again.
 
 Adoption is exclusive. Reconciliation lists the account's active tasks first and
@@ -24,7 +24,10 @@ record was written, so its record is seen (unresolved: a job its create could ha
 made, one created in its creation interval, is adopted by nobody else; resolved: its
 job is excluded). A job is adopted only when it is the one candidate created while
 the failed POST itself was in flight. The adopter must then win the job's claim, a
-conditional create that the owner also makes right after its POST answers.
+conditional create that the owner also makes right after its POST answers and it has
+recorded the job, and then read the ledger again: a record naming the job means its
+owner was answered meanwhile, and the claim is given back. (The owner records before
+it claims so that a worker killed between the two leaves its job to its retry.)
 
 When is a create concluded "not created"? Legnext lists no recent jobs, only active
 ones (``GET /api/account/active_tasks``, used when it answers, never depended on).
@@ -126,6 +129,12 @@ LATE_AFTER_TIMEOUT = timedelta(seconds=60)
 ANSWERED_5XX_SETTLE = timedelta(seconds=5)
 ANSWERED_5XX_ROUNDS = 2
 IN_PROGRESS_POLL_SECONDS = 0.5
+# How long a submit waits, in one call, for the windows of other unresolved submits
+# that keep it from adopting the one job made while its own create was in flight
+# (past its window a submit blocks nothing): rather than "outcome unknown" for a job
+# that is almost surely ours. A never-reported-back rival's window is SEND_WINDOW plus
+# the type's longest typical duration.
+RIVALS_WAIT = timedelta(minutes=6)
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 JOBS_DIR = "_jobs"  # the claims, beside the records (never listed as records)
@@ -203,6 +212,11 @@ class JobLedger(Protocol):
         """The key holding `job_id`, or None when nobody claimed it."""
         ...
 
+    def release_job(self, job_id: str, key: str) -> None:
+        """Drop `key`'s claim of `job_id` (an adoption that found the job's owner had
+        recorded it meanwhile); nothing when another key holds it."""
+        ...
+
 
 class LocalLedger:
     """Records as JSON files in a directory: for one machine (tests, a laptop)."""
@@ -265,6 +279,10 @@ class LocalLedger:
             return JobClaim.model_validate_json(self._claim_path(job_id).read_bytes()).key
         except FileNotFoundError:
             return None
+
+    def release_job(self, job_id: str, key: str) -> None:
+        if self.job_holder(job_id) == key:
+            self._claim_path(job_id).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -406,6 +424,10 @@ class S3Ledger:
     def job_holder(self, job_id: str) -> str | None:
         body = self._read(self._claim_key(job_id))
         return None if body is None else JobClaim.model_validate_json(body).key
+
+    def release_job(self, job_id: str, key: str) -> None:
+        if self.job_holder(job_id) == key:
+            self._call("delete_object", Key=self._claim_key(job_id))
 
 
 _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
@@ -601,7 +623,7 @@ def _settle(
     # A retry moments after a 5xx would otherwise look before a job it made could show,
     # and stop with "outcome unknown" for want of a few seconds.
     _wait_until_settled(record, window_scale)
-    seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
+    seen = _look(client, ledger, record, window_scale)
     if seen.job is not None:
         return seen.job, True
     evidence = _not_created(record, seen, window_scale)
@@ -707,14 +729,14 @@ def _post(
         # left the active tasks (a short job is gone within seconds).
         record = record.model_copy(update={"sightings": _early_sightings(client, record)})
         ledger.put(record)
-        seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
+        seen = _look(client, ledger, record, window_scale)
         if seen.job is not None:
             return seen.job, True
         if not answered or seen.candidates != 0 or rounds >= ANSWERED_5XX_ROUNDS:
             raise
         # A 5xx: look again once a job it made would show, then decide (our decision).
         _wait_until_settled(record, window_scale)
-        seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
+        seen = _look(client, ledger, record, window_scale)
         if seen.job is not None:
             return seen.job, True
         evidence = _not_created(record, seen, window_scale)
@@ -725,8 +747,12 @@ def _post(
     except LegnextError:
         ledger.delete(record.key)  # refused before acceptance: nothing exists, nothing is owed
         raise
-    _claim_own(ledger, record, job.job_id)
+    # Recorded first: a worker killed right after this write leaves the job to its
+    # retry, which reuses it. Claimed first, a kill between the two left a record
+    # without its job; once the job had finished (left the active tasks) the retry
+    # concluded "not created" and paid again (the 200-chain run of 2026-12-01).
     _record_job(ledger, record, job.job_id)
+    _claim_own(ledger, record, job.job_id)
     return job, False
 
 
@@ -737,9 +763,9 @@ def _clock(client: LegnextClient) -> tuple[float, float] | None:
 
 
 def _claim_own(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
-    """Claim the job our POST made, before recording it, so that no reconciliation can
-    adopt it. The job is ours whatever happens here (Legnext said so): a failure is
-    logged loudly, never raised."""
+    """Claim the job our POST made, once it is recorded: a reconciliation that won the
+    claim first finds the record and gives the claim up (`_adopt`). The job is ours
+    whatever happens here (Legnext said so): a failure is logged loudly, never raised."""
     try:
         if not ledger.claim_job(job_id, record.key):
             logger.error(
@@ -766,6 +792,9 @@ class Sighting:
     candidates: int | None
     looked_at: datetime
     ids: tuple[str, ...] = ()
+    # When only other unresolved submits' windows kept the one job made while our
+    # create was in flight from being adopted: the end of the last of those windows.
+    blocked_until: datetime | None = None
 
 
 def reconcile(
@@ -829,15 +858,57 @@ def _reconcile(
             _described(rivals),
         )  # fmt: skip
         _remember(ledger, record, jobs)
-        return Sighting(None, len(jobs), looked_at, tuple(job.job_id for job in jobs))
-    job = mine[0]
+        blocked = len(mine) == 1 and bool(rivals)
+        until = max(_expires_at(r, window_scale) for r in rivals) if blocked else None
+        return Sighting(None, len(jobs), looked_at, tuple(job.job_id for job in jobs), until)
+    if not _adopt(ledger, record, mine[0]):
+        return Sighting(None, 1, looked_at)
+    logger.warning(
+        "reconciled key %s with job %s created by a lost submit", record.key, mine[0].job_id
+    )
+    _record_job(ledger, record, mine[0].job_id)
+    return Sighting(mine[0], 1, looked_at)
+
+
+def _look(
+    client: LegnextClient, ledger: JobLedger, record: LedgerRecord, window_scale: float
+) -> Sighting:
+    """Reconcile, waiting out live submits, and, when the one job made while our create
+    was in flight is kept from us only by other submits' windows, those windows too
+    (up to `RIVALS_WAIT`): then look again. The job is among our sightings by then, read
+    by id even after it has left the active tasks."""
+    seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
+    limit = _now() + RIVALS_WAIT * window_scale
+    while seen.job is None and seen.blocked_until is not None and seen.blocked_until <= limit:
+        logger.warning(
+            "reconciling key %s: one job was made while its create was in flight; waiting "
+            "until %s UTC, when the other submits that could have made it no longer count",
+            record.key, f"{seen.blocked_until:%H:%M:%S}",
+        )  # fmt: skip
+        time.sleep(max(0.0, (seen.blocked_until - _now()).total_seconds()) + 0.1)
+        record = record.model_copy(
+            update={"sightings": list(dict.fromkeys(record.sightings + list(seen.ids)))}
+        )
+        seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
+    return seen
+
+
+def _adopt(ledger: JobLedger, record: LedgerRecord, job: Job) -> bool:
+    """Win the job's claim, then make sure no other record names the job: its owner
+    records it before claiming it, so an owner whose answer came while we looked has
+    written its record by now (the claim is given back to it)."""
     if not ledger.claim_job(job.job_id, record.key):
         logger.warning("reconciling key %s: job %s was claimed first by another submit",
                        record.key, job.job_id)  # fmt: skip
-        return Sighting(None, 1, looked_at)
-    logger.warning("reconciled key %s with job %s created by a lost submit", record.key, job.job_id)
-    _record_job(ledger, record, job.job_id)
-    return Sighting(job, 1, looked_at)
+        return False
+    others = ledger.records_since(_lookback(record))
+    owner = next((r.key for r in others if r.job_id == job.job_id and r.key != record.key), None)
+    if owner is not None:
+        logger.warning("reconciling key %s: job %s is recorded by key %s; not adopting",
+                       record.key, job.job_id, owner)  # fmt: skip
+        ledger.release_job(job.job_id, record.key)
+        return False
+    return True
 
 
 CallbackOutcome = Literal["recorded", "already", "no-record", "conflict", "outside-window"]
