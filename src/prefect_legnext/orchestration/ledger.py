@@ -55,11 +55,15 @@ Jobs a reconciliation saw but could not adopt (several fitted, or another unreso
 submit overlapped) are remembered in the record (``sightings``) and read again by id
 later, after they have left the active tasks: once the others are resolved, the job
 left over is adopted even if it has finished. While one is remembered and unclaimed,
-the record is never concluded "not created".
+the record is never concluded "not created". A submit whose one in-flight job is
+kept from it only by other unresolved submits (live ones are waited for first; the
+rest are mostly workers killed during their create) waits out their windows, up to
+`RIVALS_WAIT`, and adopts it then.
 
 The residual risk: a job that a lost create did make, that finished before anyone
 looked (or while the active tasks did not answer, or after a queue in Legnext held it
-past the window), is paid and left behind, and the step pays again. And two lost
+past the window, or whose worker was killed before the write that records it), is
+paid and left behind, and the step pays again. And two lost
 creates of one type at once, without callbacks, cannot be told apart: nothing is
 adopted, and both stay "outcome unknown", naming the jobs they saw, until one of them
 is resolved. docs/reliability.md says the rest.
