@@ -38,8 +38,11 @@ class S3ChaosProxy:
         self.error_rate = 0.0
         self.ledger_lose_rate = 0.0
         self.counts = {"requests": 0, "errors": 0, "lost_answers": 0, "refused_while_down": 0}
-        # Requests forwarded, by HTTP method (the benchmarks' S3 calls per step).
+        # Requests forwarded, by HTTP method (the benchmarks' S3 calls per step), and,
+        # apart, fetches of presigned URLs (SigV4 in the query): Legnext reading an
+        # input image we handed it, not a call our process makes.
         self.calls: Counter[str] = Counter()
+        self.presigned: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -119,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         proxy.count("requests")
         with proxy._lock:
-            proxy.calls[self.command] += 1
+            presigned = "X-Amz-Signature=" in self.path
+            (proxy.presigned if presigned else proxy.calls)[self.command] += 1
         if proxy.draw(proxy.error_rate):
             proxy.count("errors")
             self._throttle()

@@ -340,8 +340,10 @@ def test_a_recovering_submit_never_adopts_a_job_submitted_while_it_reconciles(
     assert reused is False and job_a.job_id != job_b.job_id
     assert ledger.get("key-a").job_id == job_a.job_id  # type: ignore[union-attr]
     assert ledger.get("key-b").job_id == job_b.job_id  # type: ignore[union-attr]
-    assert ledger.job_holder(job_b.job_id) == "key-b"
-    assert ledger.job_holder(job_a.job_id) == "key-a"
+    # Each recorded by its owner, neither adopted (an owner claims only when its
+    # record could not be written).
+    assert ledger.job_holder(job_b.job_id) is None
+    assert ledger.job_holder(job_a.job_id) is None
     assert sim.stats()["jobs_total"] == 2
 
 
@@ -814,13 +816,37 @@ def test_a_worker_killed_right_after_its_create_was_answered_leaves_its_job_to_i
     ledger: JobLedger, legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The 200-chain fleet run paid twice once more: a worker killed between the job's
-    # claim and its record left a record without its job; the retry came after the short
-    # job had left the active tasks and, past the window, concluded "not created". The
-    # job is now recorded first: a kill right after that write costs nothing.
+    # claim and its record (the owner's two writes after its POST) left a record without
+    # its job; the retry came after the short job had left the active tasks and, past
+    # the window, concluded "not created". The first write after the POST is now the
+    # record: a kill right after it costs nothing.
     sim = legnext_simulator_factory(time_scale=0.01)  # jobs finish within about a second
     request = DiffusionRequest(text="killed after the answer")
+    answered = threading.Event()
+
+    def then_die(write: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            done = write(*args, **kwargs)
+            if answered.is_set():
+                raise _Killed  # the process dies right after its first write
+            return done
+
+        return call
+
     with legnext_client_for(sim) as client:
-        _killed_in(monkeypatch, "_claim_own", client, ledger, request.text)
+        create = client.create
+
+        def create_then_flag(*args: Any, **kwargs: Any) -> Any:
+            job = create(*args, **kwargs)
+            answered.set()
+            return job
+
+        with monkeypatch.context() as patched:
+            patched.setattr(client, "create", create_then_flag)
+            for name in ("put", "claim_job"):
+                patched.setattr(ledger, name, then_die(getattr(ledger, name)))
+            with pytest.raises(_Killed):
+                submit_once(client, ledger, request, "killed", window_scale=0.01)
         _until_nothing_is_active(client)
         time.sleep(5)  # past the record's window at this scale
         job, reused = submit_once(client, ledger, request, "killed", window_scale=0.01,
@@ -828,7 +854,28 @@ def test_a_worker_killed_right_after_its_create_was_answered_leaves_its_job_to_i
     assert reused is True
     stats = sim.stats()
     assert stats["jobs_total"] == 1 and stats["requests"]["POST diffusion"] == 1
-    assert ledger.job_holder(job.job_id) is None  # the retry reused it without claiming
+    assert ledger.job_holder(job.job_id) is None  # recorded, so never claimed
+
+
+def test_an_owner_that_cannot_record_its_job_claims_it(
+    ledger: JobLedger, legnext_simulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The record is the owner's one write after its POST; when it fails (S3 down for
+    # longer than botocore's retries), the job is still handed back, and its claim keeps
+    # every reconciliation off it.
+    sim = legnext_simulator_factory(time_scale=0.5)
+    put = ledger.put
+
+    def fail_the_job_record(record: LedgerRecord) -> None:
+        if record.job_id is not None:
+            raise OSError("S3 is down")
+        put(record)
+
+    with legnext_client_for(sim) as client:
+        monkeypatch.setattr(ledger, "put", fail_the_job_record)
+        job, reused = submit_once(client, ledger, DiffusionRequest(text="unrecorded"), "owner")
+    assert reused is False and ledger.job_holder(job.job_id) == "owner"
+    assert ledger.get("owner").job_id is None  # type: ignore[union-attr]
 
 
 def test_an_adoption_gives_the_job_back_when_its_owner_recorded_it_meanwhile(

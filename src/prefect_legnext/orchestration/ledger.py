@@ -14,20 +14,21 @@ the one key that holds it. The protocol, in `submit_once`:
    with `OutcomeUnknownError` (or resubmit, when the caller accepts that risk), until
    the evidence says the create made nothing (below): then the record is released
    (``abandoned``) and the submit POSTs again.
-3. No record: write ``submitting`` first (write-ahead), POST, record the job's id,
-   then claim the job. A POST refused before acceptance (4xx, 429, connection never made)
-   deletes the record: nothing was created, a retry may POST again.
+3. No record: write ``submitting`` first (write-ahead), POST, record the job's id
+   (and claim the job only when that write failed). A POST refused before acceptance
+   (4xx, 429, connection never made) deletes the record: nothing was created, a retry
+   may POST again.
 
 Adoption is exclusive. Reconciliation lists the account's active tasks first and
 reads the ledger after: a job in that list was created by a POST that came after its
 record was written, so its record is seen (unresolved: a job its create could have
 made, one created in its creation interval, is adopted by nobody else; resolved: its
 job is excluded). A job is adopted only when it is the one candidate created while
-the failed POST itself was in flight. The adopter must then win the job's claim, a
-conditional create that the owner also makes right after its POST answers and it has
-recorded the job, and then read the ledger again: a record naming the job means its
-owner was answered meanwhile, and the claim is given back. (The owner records before
-it claims so that a worker killed between the two leaves its job to its retry.)
+the failed POST itself was in flight. The adopter must then win the job's claim (a
+conditional create: adopters exclude each other) and read the ledger again: a record
+naming the job means its owner was answered meanwhile, and the claim is given back.
+The owner's one write after its POST is the record; it claims the job only when that
+write failed (then only the claim keeps adopters off it).
 
 When is a create concluded "not created"? Legnext lists no recent jobs, only active
 ones (``GET /api/account/active_tasks``, used when it answers, never depended on).
@@ -751,12 +752,14 @@ def _post(
     except LegnextError:
         ledger.delete(record.key)  # refused before acceptance: nothing exists, nothing is owed
         raise
-    # Recorded first: a worker killed right after this write leaves the job to its
-    # retry, which reuses it. Claimed first, a kill between the two left a record
-    # without its job; once the job had finished (left the active tasks) the retry
-    # concluded "not created" and paid again (the 200-chain run of 2026-12-01).
-    _record_job(ledger, record, job.job_id)
-    _claim_own(ledger, record, job.job_id)
+    # One write: the record. A worker killed right after it leaves the job to its
+    # retry. (The owner used to claim the job first: a kill between the two writes
+    # left a record without its job, and once the job had left the active tasks the
+    # retry concluded "not created" and paid again; the 200-chain run of 2026-12-01.)
+    # A recorded job needs no claim of its owner: an adopter excludes it when it reads
+    # the ledger, before and after winning the claim (`_adopt`).
+    if not _record_job(ledger, record, job.job_id):
+        _claim_own(ledger, record, job.job_id)  # unrecorded, only a claim says whose it is
     return job, False
 
 
@@ -767,9 +770,9 @@ def _clock(client: LegnextClient) -> tuple[float, float] | None:
 
 
 def _claim_own(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
-    """Claim the job our POST made, once it is recorded: a reconciliation that won the
-    claim first finds the record and gives the claim up (`_adopt`). The job is ours
-    whatever happens here (Legnext said so): a failure is logged loudly, never raised."""
+    """Claim the job our POST made when it could not be recorded, so that no
+    reconciliation adopts it. The job is ours whatever happens here (Legnext said so):
+    a failure is logged loudly, never raised."""
     try:
         if not ledger.claim_job(job_id, record.key):
             logger.error(
@@ -1199,9 +1202,10 @@ def _echoes(job: Job, key: str) -> bool:
     return hook is not None and f"{CALLBACK_TAG}={key}" in (hook.endpoint or "")
 
 
-def _record_job(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
-    """Record the job id. The job exists and is paid for whatever happens here: a
-    failure to record is logged loudly and the job is still handed back."""
+def _record_job(ledger: JobLedger, record: LedgerRecord, job_id: str) -> bool:
+    """Record the job id; False when the write failed. The job exists and is paid for
+    whatever happens here: a failure to record is logged loudly and the job is still
+    handed back."""
     try:
         ledger.put(
             record.model_copy(update={"state": "submitted", "job_id": job_id, "updated_at": _now()})
@@ -1211,6 +1215,8 @@ def _record_job(ledger: JobLedger, record: LedgerRecord, job_id: str) -> None:
             "could not record job %s for key %s in %r; a later retry may not find it",
             job_id, record.key, ledger,
         )  # fmt: skip
+        return False
+    return True
 
 
 def _unknown(record: LedgerRecord, reason: str) -> OutcomeUnknownError:
