@@ -39,7 +39,7 @@ class S3ChaosProxy:
         self.ledger_lose_rate = 0.0
         self.counts = {"requests": 0, "errors": 0, "lost_answers": 0, "refused_while_down": 0}
         # Requests forwarded, by HTTP method (the benchmarks' S3 calls per step), and,
-        # apart, fetches of presigned URLs (SigV4 in the query): Legnext reading an
+        # apart, fetches of presigned URLs (signed in the query): Legnext reading an
         # input image we handed it, not a call our process makes.
         self.calls: Counter[str] = Counter()
         self.presigned: Counter[str] = Counter()
@@ -122,7 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         proxy.count("requests")
         with proxy._lock:
-            presigned = "X-Amz-Signature=" in self.path
+            # SigV4 (X-Amz-Signature) or SigV2 (Signature, boto3's default presign here)
+            presigned = "Signature=" in self.path.partition("?")[2]
             (proxy.presigned if presigned else proxy.calls)[self.command] += 1
         if proxy.draw(proxy.error_rate):
             proxy.count("errors")
