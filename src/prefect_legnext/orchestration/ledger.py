@@ -901,9 +901,10 @@ def _look(
 
 
 def _adopt(ledger: JobLedger, record: LedgerRecord, job: Job) -> bool:
-    """Win the job's claim, then make sure no other record names the job: its owner
-    records it before claiming it, so an owner whose answer came while we looked has
-    written its record by now (the claim is given back to it)."""
+    """Win the job's claim (adopters exclude each other), then make sure no other
+    record names the job: its owner records it right after its answer, so a record
+    naming it now means the owner was answered while we looked (the claim is given
+    back)."""
     if not ledger.claim_job(job.job_id, record.key):
         logger.warning("reconciling key %s: job %s was claimed first by another submit",
                        record.key, job.job_id)  # fmt: skip
