@@ -77,10 +77,11 @@ def test_a_new_step_costs_its_ledger_writes_and_one_put_per_file(
         proxy.listener.close()
     files = len(result.last.files) + (1 if result.last.grid_uri else 0)
     methods, plan = _methods(counter), counter
-    # No ledger read (the conditional create is the existence check); three ledger
-    # writes (write-ahead record, job claim, job record); one PUT per file, proven by
-    # its answer (no HEAD); the sidecar.
-    assert methods == Counter({"PUT": 3 + files + 1}), plan.seen
+    # No ledger read (the conditional create is the existence check); two ledger
+    # writes (write-ahead record, job record: no claim of a recorded job); one PUT per
+    # file, proven by its answer (no HEAD); the sidecar.
+    assert methods == Counter({"PUT": 2 + files + 1}), plan.seen
+    assert not [line for line in plan.seen if "/_jobs/" in line]
     assert files == 5  # 4 images and the grid
 
 
