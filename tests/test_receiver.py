@@ -286,7 +286,8 @@ def test_a_signed_callback_records_the_lost_job_and_emits_its_event(
     record = _eventually(lambda: (r := _record(stack.ledger, key)).job_id and r)
     assert (record.job_id, record.state) == (job.job_id, "submitted")
     assert stack.ledger.job_holder(job.job_id) == key
-    assert stack.recorder.count(job.job_id) == 1
+    # The actions run in turn: the recorder comes after the ledger's write.
+    assert _eventually(lambda: stack.recorder.count(job.job_id)) == 1
     events = _eventually(lambda: _events(job.job_id, "legnext.job.completed"), timeout=60)
     assert [e["id"] for e in events] == [str(job_event_id("completed", job.job_id))]
     assert events[0]["payload"]["source"] == "callback"
