@@ -881,9 +881,10 @@ def test_an_owner_that_cannot_record_its_job_claims_it(
 def test_an_adoption_gives_the_job_back_when_its_owner_recorded_it_meanwhile(
     ledger: JobLedger, legnext_simulator_factory: Any
 ) -> None:
-    # An owner records its job, then claims it. A reconciliation that read the ledger
-    # just before that record (and misjudged the owner's interval, so saw no rival) wins
-    # the claim: it reads the ledger again, finds the owner's record and lets go.
+    # An owner records its job right after its answer (and claims it only when that
+    # write fails). A reconciliation that read the ledger just before that record (and
+    # misjudged the owner's interval, so saw no rival) wins the claim: it reads the
+    # ledger again, finds the owner's record and lets go.
     sim = legnext_simulator_factory(time_scale=0.5)
     with legnext_client_for(sim) as client:
         theirs = client.create(DiffusionRequest(text="the owner's, just answered"))
