@@ -102,6 +102,8 @@ from prefect_legnext.core.errors import LegnextError, OutcomeUnknownError
 from prefect_legnext.core.models import LegnextRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from prefect_aws import S3Bucket
 
     from prefect_legnext.core.client import LegnextClient
@@ -893,9 +895,7 @@ def _look(
             record.key, f"{seen.blocked_until:%H:%M:%S}",
         )  # fmt: skip
         time.sleep(max(0.0, (seen.blocked_until - _now()).total_seconds()) + 0.1)
-        record = record.model_copy(
-            update={"sightings": list(dict.fromkeys(record.sightings + list(seen.ids)))}
-        )
+        record = _with_sightings(record, seen.ids)
         seen = _reconcile(client, ledger, record, window_scale, wait_for_live=True)
     return seen
 
@@ -974,13 +974,18 @@ def _remember(ledger: JobLedger, record: LedgerRecord, jobs: list[Job]) -> None:
     """Keep the candidates in the record, so that a later reconciliation still finds
     them after they leave the active tasks. Best effort: the record is unresolved
     either way."""
-    seen = list(dict.fromkeys(record.sightings + [job.job_id for job in jobs]))
-    if seen == record.sightings:
+    updated = _with_sightings(record, [job.job_id for job in jobs])
+    if updated.sightings == record.sightings:
         return
     try:
-        ledger.put(record.model_copy(update={"sightings": seen, "updated_at": _now()}))
+        ledger.put(updated.model_copy(update={"updated_at": _now()}))
     except Exception:
         logger.warning("could not remember the candidates of key %s in %r", record.key, ledger)
+
+
+def _with_sightings(record: LedgerRecord, ids: Iterable[str]) -> LedgerRecord:
+    """The record with `ids` added to its sightings, in first-seen order."""
+    return record.model_copy(update={"sightings": list(dict.fromkeys([*record.sightings, *ids]))})
 
 
 def _active_tasks(client: LegnextClient, record: LedgerRecord) -> list[ActiveTask] | None:
