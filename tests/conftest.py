@@ -167,7 +167,10 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Make the clients' waits (retry backoff, polling) instant and observable."""
     clock = FakeClock()
     monkeypatch.setattr(client_module, "time", clock)
-    monkeypatch.setattr(client_module, "asyncio", SimpleNamespace(sleep=clock.async_sleep))
+    fake_asyncio = SimpleNamespace(
+        sleep=clock.async_sleep, Semaphore=asyncio.Semaphore, timeout=asyncio.timeout
+    )  # only the sleeps are faked: the poll gate is real
+    monkeypatch.setattr(client_module, "asyncio", fake_asyncio)
     return clock
 
 

@@ -3,7 +3,9 @@ for success and never waits past its deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 
 from prefect_legnext import (
     CREATE_ENDPOINTS,
+    AsyncLegnextClient,
     Job,
     JobFailedError,
     JobStatus,
@@ -213,6 +216,73 @@ def test_the_clients_poll_policy_is_the_default(
     client_policy = PollPolicy(first_check=7.0, jitter=0.0)
     legnext.with_options({"poll": client_policy}, "wait_for_job", job_of(task_object))
     assert seen == [start + 7.0]
+
+
+# --- the async client's poll gate -----------------------------------------------------------------
+
+
+def _held_polls(
+    task_object: Any, hold: dict[str, float]
+) -> tuple[httpx.MockTransport, list[int], asyncio.Event]:
+    """A transport answering each job GET "completed" after `hold[job_id]` seconds (0.05 by
+    default), the list of how many polls were in flight as each one arrived, and an event
+    set at the first arrival."""
+    in_flight: list[int] = []
+    now = [0]
+    arrived = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        now[0] += 1
+        in_flight.append(now[0])
+        arrived.set()
+        try:
+            await asyncio.sleep(hold.get(job_id, 0.05))
+        finally:
+            now[0] -= 1
+        return httpx.Response(200, json=task_object(job_id=job_id, status="completed"))
+
+    return httpx.MockTransport(handle), in_flight, arrived
+
+
+def test_an_async_client_has_at_most_polls_in_flight_job_polls_at_once(task_object: Any) -> None:
+    ids = [str(uuid.UUID(int=n + 1)) for n in range(12)]
+    transport, in_flight, _ = _held_polls(task_object, {})
+    policy = PollPolicy(first_check=0.0, active_tasks_period=0.0, polls_in_flight=3)
+
+    async def run() -> list[Job]:
+        async with AsyncLegnextClient("k", transport=transport, poll=policy) as client:
+            return await asyncio.gather(*(client.wait_for_job(job_id) for job_id in ids))
+
+    done = asyncio.run(run())
+
+    assert [job.job_id for job in done] == ids and all(job.is_completed for job in done)
+    assert len(in_flight) == len(ids)  # one poll each
+    assert max(in_flight) == 3  # gated, and the gate's width is used
+
+
+def test_a_poll_waiting_for_the_gate_ends_at_its_deadline_and_a_cancelled_one_frees_it(
+    task_object: Any,
+) -> None:
+    slow, quick, later = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
+    transport, _, arrived = _held_polls(task_object, {slow: 600.0})
+    policy = PollPolicy(first_check=0.0, active_tasks_period=0.0, polls_in_flight=1)
+
+    async def run() -> tuple[BaseException, bool, Job]:
+        async with AsyncLegnextClient("k", transport=transport, poll=policy) as client:
+            holder = asyncio.create_task(client.wait_for_job(slow))
+            await arrived.wait()  # the slow poll holds the only place
+            with pytest.raises(JobTimeoutError) as info:
+                await client.wait_for_job(quick, max_wait_seconds=0.5)
+            still_held = not holder.done()
+            holder.cancel()
+            return info.value, still_held, await client.wait_for_job(later)
+
+    timed_out, still_held, after = asyncio.run(run())
+
+    assert isinstance(timed_out, JobTimeoutError) and timed_out.job_id == quick
+    assert still_held  # the deadline ended the wait for the gate, not the holder's end
+    assert after.is_completed  # the cancelled holder gave its place back
 
 
 # --- PollPolicy -----------------------------------------------------------------------------------

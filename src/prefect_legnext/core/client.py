@@ -621,6 +621,7 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
     ) -> None:
         super().__init__(api_key, **options)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+        self._poll_gate = asyncio.Semaphore(max(1, self.poll.polls_in_flight))
 
     async def __aenter__(self) -> AsyncLegnextClient:
         return self
@@ -698,11 +699,19 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
             raise window.timeout(job_id, last) from None
 
     async def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
-        """One poll of a wait, within its window."""
+        """One poll of a wait, within its window, once the poll gate lets it through
+        (`PollPolicy.polls_in_flight`); the wait for the gate counts against the window."""
+        try:
+            async with asyncio.timeout(max(window.left(), 0.0)):
+                await self._poll_gate.acquire()
+        except TimeoutError:
+            raise window.timeout(job_id, last) from None
         try:
             return await self._query(GET_JOB, window, job_id=job_id)
         except _DeadlineReached as exc:
             raise window.timeout(job_id, last) from exc.__cause__
+        finally:
+            self._poll_gate.release()
 
     async def _query(
         self, query: QueryEndpoint[ModelT], window: _WaitWindow | None = None, **path_params: str
