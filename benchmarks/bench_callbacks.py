@@ -19,11 +19,8 @@ Read from the parts themselves, never from what the flows report:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import threading
 import time
 import uuid
@@ -34,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
-from benchmarks.cost_stack import prefect_server, run_child
+from benchmarks.cost_stack import child_main, prefect_server, run_child
 from benchmarks.fleet import BIN, ROOT, Processes, flow_run_processes, free_port
 
 SECRET = "whsec-bench-callbacks"  # noqa: S105 - the local receiver's, made up
@@ -278,20 +275,8 @@ def child(jobs: int, time_scale: float, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--jobs", type=int, default=6)
-    parser.add_argument("--time-scale", type=float, default=1.0)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workdir", type=Path, help="where the child's processes log")
-    args = parser.parse_args()
-    import tempfile
-
-    if args.child:
-        print(json.dumps(child(args.jobs, args.time_scale, args.workdir)))
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        print(run(quick=args.quick, workdir=Path(tmp)), file=sys.stdout)
+    child_main(__doc__, run, lambda a: child(a.jobs, a.time_scale, a.workdir),
+               jobs=6, time_scale=1.0, workdir=None)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -21,20 +21,18 @@ the end of the run) is step 1's extra and the time after the last step: reported
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import itertools
 import json
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
-from benchmarks.cost_stack import Stack, prefect_server, run_child, stack
+from benchmarks.cost_stack import Stack, child_main, prefect_server, run_child, stack
 
 STEPS = 4
 TIME_SCALE = 1e-4
@@ -283,18 +281,7 @@ def child(rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.rounds)))
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        print(run(quick=args.quick, workdir=Path(tmp)), file=sys.stdout)
+    child_main(__doc__, run, lambda a: child(a.rounds), rounds=7)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ to last completion), the jobs' total run time (``ended_at - started_at``), the i
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.benchkit import Outcome, Target
-from benchmarks.cost_stack import prefect_server, run_child, stack
+from benchmarks.cost_stack import child_main, prefect_server, run_child, stack
 
 CAP = 6
 TARGET_RATIO = 1.10
@@ -183,19 +181,7 @@ def child(jobs: int, time_scale: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--jobs", type=int, default=60)
-    parser.add_argument("--time-scale", type=float, default=0.1)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.jobs, args.time_scale)))
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        print(run(quick=args.quick, workdir=Path(tmp)), file=sys.stdout)
+    child_main(__doc__, run, lambda a: child(a.jobs, a.time_scale), jobs=60, time_scale=0.1)
 
 
 if __name__ == "__main__":

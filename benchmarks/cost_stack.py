@@ -1,13 +1,15 @@
-"""What the cost scenarios (``bench_overhead``, ``bench_utilisation``) run against: the
-Legnext simulator on loopback, moto's S3 server behind a counting proxy (every S3 call
-of a run is counted by HTTP method at a real endpoint), and a running ``prefect server
-start``. A scenario runs its measured part in a child interpreter (`run_child`) whose
-environment points at that server and at the stack, so Prefect is configured before
-it is imported and nothing leaks into the runner's process.
+"""What the cost scenarios (``bench_overhead``, ``bench_utilisation``, ``bench_callbacks``)
+run against: the Legnext simulator on loopback, moto's S3 server behind a counting proxy
+(every S3 call of a run is counted by HTTP method at a real endpoint), and a running
+``prefect server start``. A scenario runs its measured part in a child interpreter
+(`run_child`, its command line `child_main`) whose environment points at that server and
+at the stack, so Prefect is configured before it is imported and nothing leaks into the
+runner's process.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -15,12 +17,14 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.benchkit import Outcome
 from benchmarks.chaos_s3 import S3ChaosProxy
 from benchmarks.fleet import BIN, ROOT, Processes, fleet_env, free_port, start_server
 
@@ -62,6 +66,30 @@ def run_child(module: str, api_url: str, workdir: Path, *args: str) -> dict[str,
         raise RuntimeError(f"{module} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return answer
+
+
+def child_main(
+    doc: str,
+    run: Callable[..., Outcome],
+    child: Callable[[argparse.Namespace], dict[str, Any]],
+    **options: float | Path | None,
+) -> None:
+    """The command line of a scenario measured in a child interpreter: ``--child``
+    measures and prints its JSON (`run_child` reads it), otherwise the scenario runs
+    whole (``--quick`` for its short form). Each of `options` becomes ``--name`` with
+    that default (a None default takes a path)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    for name, default in options.items():
+        kind = Path if default is None else type(default)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        print(run(quick=args.quick, workdir=Path(tmp)), file=sys.stdout)
 
 
 @dataclass(frozen=True)
