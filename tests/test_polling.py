@@ -261,11 +261,11 @@ def test_an_async_client_has_at_most_polls_in_flight_job_polls_at_once(task_obje
     assert max(in_flight) == 3  # gated, and the gate's width is used
 
 
-def test_a_poll_waiting_for_the_gate_ends_at_its_deadline_and_a_cancelled_one_frees_it(
+def test_a_poll_waiting_for_the_gate_ends_at_its_deadline_and_cancelled_ones_free_it(
     task_object: Any,
 ) -> None:
-    slow, quick, later = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
-    transport, _, arrived = _held_polls(task_object, {slow: 600.0})
+    slow, quick, queued, later = (str(uuid.UUID(int=n)) for n in (1, 2, 3, 4))
+    transport, in_flight, arrived = _held_polls(task_object, {slow: 600.0})
     policy = PollPolicy(first_check=0.0, active_tasks_period=0.0, polls_in_flight=1)
 
     async def run() -> tuple[BaseException, bool, Job]:
@@ -275,14 +275,51 @@ def test_a_poll_waiting_for_the_gate_ends_at_its_deadline_and_a_cancelled_one_fr
             with pytest.raises(JobTimeoutError) as info:
                 await client.wait_for_job(quick, max_wait_seconds=0.5)
             still_held = not holder.done()
+            waiting = asyncio.create_task(client.wait_for_job(queued))
+            await asyncio.sleep(0.1)  # it waits at the gate
+            waiting.cancel()
             holder.cancel()
-            return info.value, still_held, await client.wait_for_job(later)
+            await asyncio.gather(holder, waiting, return_exceptions=True)
+            return info.value, still_held, await client.wait_for_job(later, max_wait_seconds=5)
 
     timed_out, still_held, after = asyncio.run(run())
 
     assert isinstance(timed_out, JobTimeoutError) and timed_out.job_id == quick
     assert still_held  # the deadline ended the wait for the gate, not the holder's end
-    assert after.is_completed  # the cancelled holder gave its place back
+    assert after.is_completed  # neither the cancelled holder nor the waiter kept a place
+    assert len(in_flight) == 2  # the slow poll and the last one: the others never got in
+
+
+def test_a_poll_backing_off_after_a_503_leaves_its_place_to_others(task_object: Any) -> None:
+    busy, other = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    refused = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        if job_id == busy:
+            refused.set()
+            return httpx.Response(503, headers={"retry-after": "30"}, json={"message": "busy"})
+        return httpx.Response(200, json=task_object(job_id=job_id, status="completed"))
+
+    policy = PollPolicy(first_check=0.0, active_tasks_period=0.0, polls_in_flight=1)
+
+    async def run() -> Job:
+        transport = httpx.MockTransport(handle)
+        async with AsyncLegnextClient("k", transport=transport, poll=policy) as client:
+            backing_off = asyncio.create_task(client.wait_for_job(busy, max_wait_seconds=600))
+            await refused.wait()
+            try:
+                return await client.wait_for_job(other, max_wait_seconds=5)
+            finally:
+                backing_off.cancel()
+                await asyncio.gather(backing_off, return_exceptions=True)
+
+    assert asyncio.run(run()).is_completed  # not kept out for the other's 30 s backoff
+
+
+def test_polls_in_flight_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="polls_in_flight must be at least 1"):
+        PollPolicy(polls_in_flight=0)
 
 
 # --- PollPolicy -----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -187,6 +188,30 @@ class _WaitWindow:
 class _DeadlineReached(Exception):
     """A read of a wait could not finish, or be retried, before the wait's deadline;
     `wait_for_job` turns it into `JobTimeoutError` (it never leaves the client)."""
+
+
+@asynccontextmanager
+async def _place_at(
+    gate: asyncio.Semaphore | None, window: _WaitWindow | None
+) -> AsyncIterator[None]:
+    """Hold a place at `gate` (nothing to hold without one), taken within the time
+    `window` has left.
+
+    Raises:
+        _DeadlineReached: no place came free in time.
+    """
+    if gate is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(None if window is None else max(window.left(), 0.0)):
+            await gate.acquire()
+    except TimeoutError:
+        raise _DeadlineReached("no place among the polls in flight came free in time") from None
+    try:
+        yield
+    finally:
+        gate.release()
 
 
 class _ClientCore:
@@ -602,7 +627,8 @@ class LegnextClient(_ClientCore, _SyncEndpoints):
 
 class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
     """Asynchronous Legnext client; the same surface as `LegnextClient`, awaited
-    (``LEGNEXT_API_KEY`` and ``LEGNEXT_BASE_URL`` are read the same way).
+    (``LEGNEXT_API_KEY`` and ``LEGNEXT_BASE_URL`` are read the same way). A client
+    belongs to the event loop it is used in, as its httpx client and poll gate do.
 
     Example:
         ```python
@@ -621,7 +647,7 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
     ) -> None:
         super().__init__(api_key, **options)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
-        self._poll_gate = asyncio.Semaphore(max(1, self.poll.polls_in_flight))
+        self._poll_gate = asyncio.Semaphore(self.poll.polls_in_flight)
 
     async def __aenter__(self) -> AsyncLegnextClient:
         return self
@@ -699,25 +725,22 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
             raise window.timeout(job_id, last) from None
 
     async def _read_job(self, job_id: str, window: _WaitWindow, last: Job | None) -> Job:
-        """One poll of a wait, within its window, once the poll gate lets it through
-        (`PollPolicy.polls_in_flight`); the wait for the gate counts against the window."""
+        """One poll of a wait, within its window; each of its requests goes through the
+        poll gate (`PollPolicy.polls_in_flight`), whose wait counts against the window."""
         try:
-            async with asyncio.timeout(max(window.left(), 0.0)):
-                await self._poll_gate.acquire()
-        except TimeoutError:
-            raise window.timeout(job_id, last) from None
-        try:
-            return await self._query(GET_JOB, window, job_id=job_id)
+            return await self._query(GET_JOB, window, gate=self._poll_gate, job_id=job_id)
         except _DeadlineReached as exc:
             raise window.timeout(job_id, last) from exc.__cause__
-        finally:
-            self._poll_gate.release()
 
     async def _query(
-        self, query: QueryEndpoint[ModelT], window: _WaitWindow | None = None, **path_params: str
+        self,
+        query: QueryEndpoint[ModelT],
+        window: _WaitWindow | None = None,
+        gate: asyncio.Semaphore | None = None,
+        **path_params: str,
     ) -> ModelT:
         path = query.path.format(**path_params)
-        return await self._request("GET", path, query.response, window=window)
+        return await self._request("GET", path, query.response, window=window, gate=gate)
 
     async def _request(
         self,
@@ -728,19 +751,21 @@ class AsyncLegnextClient(_ClientCore, _AsyncEndpoints):
         create: CreateEndpoint | None = None,
         body: dict[str, Any] | None = None,
         window: _WaitWindow | None = None,
+        gate: asyncio.Semaphore | None = None,
     ) -> ModelT:
         what = f"{method} {path}"
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
-            submitted_at = datetime.now(UTC)
-            try:
-                timeout = self._timeout_within(window)
-                response = await self._http.request(method, path, json=body, timeout=timeout)
-                error = self._failure(response, create, body, submitted_at)
-            except httpx.TransportError as exc:
-                error = self._transport_failure(exc, create, body, submitted_at, what)
+            async with _place_at(gate, window):  # held for the request, not its backoff
+                submitted_at = datetime.now(UTC)
+                try:
+                    timeout = self._timeout_within(window)
+                    response = await self._http.request(method, path, json=body, timeout=timeout)
+                    error = self._failure(response, create, body, submitted_at)
+                except httpx.TransportError as exc:
+                    error = self._transport_failure(exc, create, body, submitted_at, what)
             if error is None:
                 return self._read(response, model, create, body, submitted_at)
             await asyncio.sleep(

@@ -71,6 +71,10 @@ class PollPolicy:
     polls_in_flight: int = 8
     durations: DurationModel | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.polls_in_flight < 1:
+            raise ValueError(f"polls_in_flight must be at least 1, not {self.polls_in_flight}")
+
     @property
     def model(self) -> DurationModel:
         return self.durations if self.durations is not None else DURATIONS
