@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.bench_polling import SDK_INTERVAL, job_bodies
+from benchmarks.bench_polling import SdkWaiter, job_bodies
 from benchmarks.benchkit import Outcome, Target
 from benchmarks.simulators import API_KEY, image_server, rss_mib, sim_get, simulators
 from prefect_legnext import AsyncLegnextClient, Job, PollPolicy
@@ -70,17 +70,12 @@ async def wait_all(
 async def wait_all_sdk(
     base_url: str, bodies: list[tuple[str, dict[str, Any]]], scale: float
 ) -> tuple[float, int]:
-    """The same with the SDK's own wait (no shared list: 0 looks)."""
-    import legnext
-
+    """The same with the SDK's own wait, as the polling scenario runs it (no shared
+    list: 0 looks)."""
     created = await create_all(base_url, bodies)
-    async with legnext.AsyncClient(API_KEY, base_url=f"{base_url}/api") as client:
+    async with SdkWaiter(base_url, scale) as wait:
         cpu = time.process_time()
-        await asyncio.gather(
-            *(client.tasks.wait_for_completion(c["job_id"], timeout=1e5,
-                                               poll_interval=SDK_INTERVAL * scale)
-              for c in created)
-        )  # fmt: skip
+        await asyncio.gather(*(wait(c) for c in created))
         return time.process_time() - cpu, 0
 
 
