@@ -34,7 +34,12 @@ POLLING_KEYS = [
     for figure in ("polls_per_job", "lag_median", "lag_p90", "lag_max")
     for side in ("ours", "sdk")
 ] + ["polls_per_job_fixed5"]
-CAPACITY_KEYS = ["cpu_ms_per_poll", "cpu_ms_per_poll_sdk", "cpu_ms_per_poll_bare", "capacity_rss_mib"]
+CAPACITY_KEYS = [
+    "cpu_ms_per_poll",
+    "cpu_ms_per_poll_sdk",
+    "cpu_ms_per_poll_bare",
+    "capacity_rss_mib",
+]
 
 
 def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
