@@ -7,8 +7,9 @@ A scenario is a module ``benchmarks/bench_<name>.py`` with ``run(*, quick, workd
 Outcome`` (`benchmarks.benchkit`); adding one is adding its name to `SCENARIOS`. A
 scenario that raises is reported and the run exits 1; the others still run. ``--quick``
 (``make bench-quick``, CI) proves the benchmark works: it writes only under ``--out`` (a
-temporary directory by default), never over the committed results or docs; so does a
-run of some scenarios (``--only``).
+temporary directory by default: ``latest.json``, the page ``benchmarks.md`` with every
+scenario's notes, its plots), never over the committed results or docs; so does a run of
+some scenarios (``--only``).
 """
 
 from __future__ import annotations
@@ -161,20 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(ran)
     figures = results(runs, args.quick)
     print("\n".join(table(runs)))
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"results: {out / 'latest.json'}")
-    else:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-        plots = []
-        for ran in runs:
-            for plot in ran.outcome.plots if ran.outcome else []:
-                shutil.copy(plot, DOCS / plot.name)
-                plots.append(plot.name)
-        (DOCS / "benchmarks.md").write_text(docs(runs, figures, plots))
-        print(f"results: {RESULTS.relative_to(ROOT)}, docs/benchmarks.md")
+    # A partial run writes its figures, notes and plots beside each other under --out.
+    results_file, docs_dir = (RESULTS, DOCS) if out is None else (out / "latest.json", out)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(figures, indent=2) + "\n")
+    plots = []
+    for ran in runs:
+        for plot in ran.outcome.plots if ran.outcome else []:
+            shutil.copy(plot, docs_dir / plot.name)
+            plots.append(plot.name)
+    (docs_dir / "benchmarks.md").write_text(docs(runs, figures, plots))
+    print(f"results: {results_file}, {docs_dir / 'benchmarks.md'}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if all(r.outcome is not None for r in runs) else 1
 

@@ -109,5 +109,7 @@ def test_a_failing_scenario_is_reported_and_the_others_still_run(
     assert status == 1
     figures = json.loads((tmp_path / "latest.json").read_text())
     assert figures["answer"] == 42 and figures["scenarios_failed"] == ["fake_broken"]
+    page = (tmp_path / "benchmarks.md").read_text()  # the notes of a partial run, beside it
+    assert "| fake_ok | the answer | 42 | yes |" in page
     out = capsys.readouterr().out
     assert "scenario fell over" in out and "| fake_ok | the answer | 42 | yes |" in out
