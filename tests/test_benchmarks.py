@@ -95,7 +95,11 @@ def test_a_failing_scenario_is_reported_and_the_others_still_run(
     from benchmarks.benchkit import Outcome, Target
 
     def ok(*, quick: bool, workdir: Path) -> Outcome:
-        return Outcome({"answer": 42}, [Target("the answer", "42", True)])
+        plot = workdir / "fake-plot.png"
+        plot.write_bytes(b"not really a png")
+        return Outcome(
+            {"answer": 42}, [Target("the answer", "42", True)], ["where it went"], [plot]
+        )
 
     def broken(*, quick: bool, workdir: Path) -> Outcome:
         raise RuntimeError("scenario fell over")
@@ -103,13 +107,47 @@ def test_a_failing_scenario_is_reported_and_the_others_still_run(
     for name, run in (("fake_broken", broken), ("fake_ok", ok)):
         monkeypatch.setitem(sys.modules, f"benchmarks.bench_{name}", SimpleNamespace(run=run))
     monkeypatch.setattr(bench, "SCENARIOS", ["fake_broken", "fake_ok"])
+    committed = tmp_path / "committed"  # where a full run would write: untouched
+    monkeypatch.setattr(bench, "RESULTS", committed / "latest.json")
+    monkeypatch.setattr(bench, "DOCS", committed)
+    out_dir = tmp_path / "out"
 
-    status = bench.main(["--quick", "--out", str(tmp_path)])
+    status = bench.main(["--quick", "--out", str(out_dir)])
 
     assert status == 1
-    figures = json.loads((tmp_path / "latest.json").read_text())
+    assert not committed.exists()
+    figures = json.loads((out_dir / "latest.json").read_text())
     assert figures["answer"] == 42 and figures["scenarios_failed"] == ["fake_broken"]
-    page = (tmp_path / "benchmarks.md").read_text()  # the notes of a partial run, beside it
-    assert "| fake_ok | the answer | 42 | yes |" in page
+    # The page of a partial run, beside its figures: notes, failure, plot, what ran.
+    page = (out_dir / "benchmarks.md").read_text()
+    assert "Partial run (fake_broken, fake_ok; quick" in page
+    assert "| fake_ok | the answer | 42 | yes |" in page and "where it went" in page
+    assert "Failed: RuntimeError: scenario fell over" in page
+    assert "![fake-plot.png](fake-plot.png)" in page
+    assert (out_dir / "fake-plot.png").read_bytes() == b"not really a png"
     out = capsys.readouterr().out
     assert "scenario fell over" in out and "| fake_ok | the answer | 42 | yes |" in out
+
+
+def test_a_full_run_writes_the_committed_results_and_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --quick, --only or --out, the run replaces bench/results/latest.json and
+    docs/benchmarks.md (here pointed at a temporary directory) and says it was full."""
+    from benchmarks import bench
+    from benchmarks.benchkit import Outcome, Target
+
+    def ok(*, quick: bool, workdir: Path) -> Outcome:
+        return Outcome({"answer": 42}, [Target("the answer", "42", True)], ["a note"])
+
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_fake_ok", SimpleNamespace(run=ok))
+    monkeypatch.setattr(bench, "SCENARIOS", ["fake_ok"])
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results" / "latest.json")
+    monkeypatch.setattr(bench, "DOCS", tmp_path / "docs")
+    (tmp_path / "docs").mkdir()
+
+    assert bench.main([]) == 0
+
+    assert json.loads((tmp_path / "results" / "latest.json").read_text())["answer"] == 42
+    page = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "Last full run:" in page and "Partial run" not in page and "a note" in page
