@@ -104,8 +104,8 @@ def results(runs: list[Ran], quick: bool) -> dict[str, Any]:
 def docs(runs: list[Ran], figures: dict[str, Any], plots: list[str], partial: bool) -> str:
     if partial:  # a page under --out: say what ran, so it is never taken for a full run
         what = "quick (shrunk: its figures mean nothing)" if figures["quick"] else "full size"
-        ran = ", ".join(r.name for r in runs)
-        run = f"Partial run ({ran}; {what}): {figures['date']}"
+        names = ", ".join(r.name for r in runs)
+        run = f"Partial run ({names}; {what}): {figures['date']}"
     else:
         run = f"Last full run: {figures['date']}"
     lines = [
