@@ -129,7 +129,7 @@ def worker(
     side: str, base_url: str, images: str, count: int, scale: float, *pattern: int
 ) -> dict[str, float]:
     """The waiting worker: CPU seconds and its RSS (current, peak) in MiB. `pattern`: the
-    bare side's (ticks, GETs)."""
+    bare side's (our list reads, our job GETs)."""
     cpu, looks = asyncio.run(SIDES[side](base_url, job_bodies(count, images), scale, *pattern))
     rss, peak = rss_mib()
     return {"cpu": cpu, "looks": looks, "rss": rss, "peak": peak}
@@ -154,6 +154,11 @@ def measure(
     return measured | {"requests": requests}
 
 
+def polls_in(requests: dict[str, int]) -> int:
+    """The HTTP polls a simulator answered: job GETs and active-task list reads."""
+    return requests.get("GET job", 0) + requests.get("GET active_tasks", 0)
+
+
 def run(*, quick: bool, workdir: Path) -> Outcome:
     settings = QUICK if quick else FULL
     count, scale = int(settings["jobs"]), float(settings["time_scale"])
@@ -165,12 +170,11 @@ def run(*, quick: bool, workdir: Path) -> Outcome:
         sdk = measure("sdk", images, count, scale, quick)
     sdk_polls = sdk["requests"].get("GET job", 0)
     sdk_per_poll = sdk["cpu"] * 1000 / max(sdk_polls, 1)
-    polls = requests.get("GET job", 0) + requests.get("GET active_tasks", 0)
+    polls = polls_in(requests)
     cpu, rss, peak = measured["cpu"], measured["rss"], measured["peak"]
     job_looks = requests.get("GET job", 0) + measured["looks"]  # each job status learned
     per_poll = cpu * 1000 / max(polls, 1)
-    bare_requests = bare["requests"]
-    bare_polls = bare_requests.get("GET job", 0) + bare_requests.get("GET active_tasks", 0)
+    bare_polls = polls_in(bare["requests"])
     bare_per_poll = bare["cpu"] * 1000 / max(bare_polls, 1)
     figures = {
         "capacity_jobs": count,
