@@ -408,6 +408,14 @@ def test_what_a_user_sees_while_a_chain_runs(
             f"1 diffusion: persist {first[:8]}", "2 enhance: submit",
             f"2 enhance: wait {second[:8]}", f"2 enhance: persist {second[:8]}",
         } <= run_names  # fmt: skip
+        # The graph's edges: each wait takes its submit's job, each persist its wait's.
+        by_name = {t.name: t for t in task_runs}
+        for index, action, job_id in ((1, "diffusion", first), (2, "enhance", second)):
+            submit = by_name[f"{index} {action}: submit"]
+            wait = by_name[f"{index} {action}: wait {job_id[:8]}"]
+            persist = by_name[f"{index} {action}: persist {job_id[:8]}"]
+            assert [i.id for i in wait.task_inputs["job"]] == [submit.id]
+            assert [i.id for i in persist.task_inputs["job"]] == [wait.id]
 
         # The summary table: the prompt, each step's S3 outputs with a link, the points.
         artifacts = client.read_artifacts(
