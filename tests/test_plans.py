@@ -50,7 +50,10 @@ def vendor_task_objects() -> list[dict[str, Any]]:
 
 
 def vendor_completed_grid() -> dict[str, Any]:
-    """The vendor's own completed task object (inpaint page): the shape of a real parent."""
+    """The vendor's own completed task object (inpaint page): the shape of a real parent.
+    Skips, as the contract tests do, where the vendor's pages are not beside the repo."""
+    if not SEEDS.is_dir():
+        pytest.skip(f"vendor seed pages not found at {SEEDS}")
     completed = [t for t in vendor_task_objects() if t["status"] == "completed"]
     assert completed, f"no completed task object on the seed pages in {SEEDS}"
     return completed[0]
