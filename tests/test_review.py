@@ -115,7 +115,10 @@ def test_a_person_picks_the_image_and_a_number_not_allowed_is_refused(
             assert keyset is not None
             schema = json.loads(client.read_flow_run_input(run_id, keyset["schema"]))
             description = json.loads(client.read_flow_run_input(run_id, keyset["description"]))
-        assert schema["properties"]["image_no"]["enum"] == [0, 1, 2, 3]
+        image_field = schema["properties"]["image_no"]
+        assert image_field["enum"] == [0, 1, 2, 3]
+        # Prefect's UI shows the select empty: the field says what empty gives.
+        assert image_field["description"].endswith(f"(left empty: {image_field['default']})")
         assert description.count('<img src="') == 4
         # Presigned URLs of our copies, never Legnext's expiring ones.
         assert description.count("Signature=") == 4 and bucket.bucket_name in description

@@ -143,10 +143,13 @@ def form_for(review: Review) -> type[RunInput]:
     prompt when the next step takes one, "stop here" and who chooses."""
     numbers = cast(Any, Literal.__getitem__(tuple(review.allowed)))
     fields: dict[str, Any] = {
+        # Prefect's UI (3.8) leaves a select empty whatever its default; an empty answer
+        # takes the default, so the description says which that is.
         "image_no": (numbers, Field(
             default=review.default_image, title="Image to carry forward",
             description=f"Which image {review.next_action} works on: "
-            + ", ".join(str(n) for n in review.allowed),
+            + ", ".join(str(n) for n in review.allowed)
+            + f" (left empty: {review.default_image})",
         )),
         "stop": (bool, Field(default=False, title="Stop here",
                              description="End the chain after this step.")),
