@@ -38,6 +38,7 @@ class Lines:
         assert pipe is not None
         self.lines: list[str] = []
         self.seen = threading.Event()
+        self.matched = threading.Semaphore(0)  # released at each line starting with `until`
         self.thread = threading.Thread(target=self._read, args=(pipe, until), daemon=True)
         self.thread.start()
 
@@ -46,6 +47,7 @@ class Lines:
             self.lines.append(line)
             if until is not None and line.startswith(until):
                 self.seen.set()
+                self.matched.release()
         self.seen.set()
 
     def text(self) -> str:
@@ -211,3 +213,44 @@ def test_chain_review_asks_in_the_terminal_and_records_the_answer(tmp_path: Path
     assert "'7': give one of 0,1,2,3, or s" in output
     assert re.search(r"reviewed: image 2, by \S+ \(terminal\) at ", output), output
     assert re.search(rf"step 2 enhance +submitted {SHORT_ID}", output), output
+
+
+def test_batch_review_asks_for_each_chain_in_turn(tmp_path: Path) -> None:
+    """``batch --review``: each chain's question comes alone, headed by its prompt, and
+    each chain's enhance runs on the image given for it; no progress bar meanwhile."""
+    import os
+    import pty
+
+    main, terminal = pty.openpty()
+    command = subprocess.Popen(
+        [CLI, "batch", "a fox", "a heron", "--offline", "--steps", "diffusion,enhance",
+         "--review"],
+        cwd=tmp_path, env=cli_env(tmp_path / "home"), text=True, stdin=terminal,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(terminal)
+    out, err = Lines(command.stdout, until="  image 3: "), Lines(command.stderr)
+    answers: dict[str, str] = {}
+    try:
+        for answer in ("1", "2"):
+            assert out.matched.acquire(timeout=840), out.text() + err.text()
+            heading = [line for line in out.lines if line.endswith(": its images\n")][-1]
+            chain = re.search(r"(a fox|a heron)[^:]*: step 1 diffusion \(", heading)
+            assert chain is not None, heading
+            answers[chain.group(1)] = answer
+            os.write(main, f"{answer}\n".encode())
+        command.wait(timeout=840)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(timeout=60)
+        os.close(main)
+    output = out.text() + err.text()
+    assert command.returncode == 0, output
+    assert_clean(output)
+    assert sorted(answers) == ["a fox", "a heron"], output  # one question per chain
+    reviewed = re.findall(r"reviewed: image (\d), by \S+ \(terminal\) at ", output)
+    assert sorted(reviewed) == ["1", "2"], output
+    for chain in (1, 2):  # (after the question on a pipe: the answer's newline is not echoed)
+        assert re.search(rf"\[{chain}\] step 2 enhance +submitted", output), output
+    assert not re.search(r"\b[0-2]/2\b", output), output  # the bar stayed off

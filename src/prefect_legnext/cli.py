@@ -573,7 +573,8 @@ class TerminalReview:
                         "for a review in the Prefect UI")  # fmt: skip
             return None
         with self._lock:
-            self._print(f"step {review.index} {review.action} ({review.job_id}): its images")
+            self._print(f"{review.label}: step {review.index} {review.action} "
+                        f"({review.job_id}): its images")  # fmt: skip
             for number, url in enumerate(review.thumbnails):
                 self._print(f"  image {number}: {url}")
             try:
@@ -835,6 +836,7 @@ def batch(
     max_points: MaxPointsOption = None,
     max_wait_seconds: MaxWaitOption = 900.0,
     offline: OfflineOption = False,
+    review: ReviewOption = False,
 ) -> None:
     """Run one chain per prompt, side by side inside the account's limit."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -853,9 +855,14 @@ def batch(
         retexture_prompt, retexture_source, credentials_block, storage_block, key_prefix,
         max_points, max_wait_seconds, offline,
     )  # fmt: skip
+    if review:
+        options["review"] = options["steps"]
+    asker = TerminalReview(console) if review else None
+    # The bar redraws its line, over a question asked in the terminal: none when asking.
     progress = Progress(
-        "chains", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
+        "chains", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+        disable=asker is not None,
+    )  # fmt: skip
     bar = progress.add_task("chains", total=len(wanted))
 
     def advance(done: int, total: int) -> None:
@@ -869,7 +876,9 @@ def batch(
     lines_out = StepLines(console, chains=numbers, phases=("submitted", "reused", "persisted"))
     BATCH_LISTENERS.append(advance)
     try:
-        with _flow_environment(offline) as blocks, listening(lines_out), progress:
+        with (
+            _flow_environment(offline) as blocks, listening(lines_out), reviewing(asker), progress,
+        ):  # fmt: skip
             result = legnext_batch(prompts=wanted, **(options | blocks))
     finally:
         BATCH_LISTENERS.remove(advance)
