@@ -6,6 +6,8 @@ refused by the flow runs the same main() in this process, on the session's serve
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 import threading
@@ -179,33 +181,56 @@ def test_batch_command(tmp_path: Path) -> None:
     assert "…" not in result.stdout
 
 
+class TerminalRun:
+    """``prefect-legnext ARGS`` with a pseudo-terminal on stdin, so that it asks; its
+    output is read as it comes. `asked` waits for the next question's images, `type`
+    answers. Leaving waits for the command's end (killing it if the block failed or it
+    hangs), then `output` and `returncode` hold what it did."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.main, terminal = pty.openpty()
+        self.command = subprocess.Popen(
+            [CLI, *args], cwd=tmp_path, env=cli_env(tmp_path / "home"), text=True,
+            stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(terminal)
+        self.out = Lines(self.command.stdout, until="  image 3: ")
+        self.err = Lines(self.command.stderr)
+        self.output, self.returncode = "", -1
+
+    def __enter__(self) -> TerminalRun:
+        return self
+
+    def asked(self) -> None:
+        assert self.out.matched.acquire(timeout=840), self.out.text() + self.err.text()
+
+    def type(self, text: str) -> None:
+        os.write(self.main, text.encode())
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self.command.wait(timeout=840)
+        finally:
+            if self.command.poll() is None:
+                self.command.kill()
+                self.command.wait(timeout=60)
+            os.close(self.main)
+        self.output = self.out.text() + self.err.text()
+        self.returncode = self.command.returncode
+
+
 def test_chain_review_asks_in_the_terminal_and_records_the_answer(tmp_path: Path) -> None:
     """``chain --review`` with a terminal on stdin: after the diffusion it prints the
     four images' URLs (presigned copies in the local S3) labelled 0-3, asks again after
     a number that is no image, and records the answer (image 2) before the enhance
     runs (that the next step takes the chosen image is shown in test_review.py)."""
-    import os
-    import pty
-
-    main, terminal = pty.openpty()
-    command = subprocess.Popen(
-        [CLI, "chain", "a glass tower", "--offline", "--steps", "diffusion,enhance", "--review"],
-        cwd=tmp_path, env=cli_env(tmp_path / "home"), text=True, stdin=terminal,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(terminal)
-    out, err = Lines(command.stdout, until="  image 3: "), Lines(command.stderr)
-    try:
-        out.seen.wait(timeout=840)
-        os.write(main, b"7\n2\n")  # 7 is not an image: asked again
-        command.wait(timeout=840)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait(timeout=60)
-        os.close(main)
-    output = out.text() + err.text()
-    assert command.returncode == 0, output
+    steps = ("--offline", "--steps", "diffusion,enhance", "--review")
+    with TerminalRun(tmp_path, "chain", "a glass tower", *steps) as run:
+        run.asked()
+        run.type("7\n2\n")  # 7 is not an image: asked again
+    output = run.output
+    assert run.returncode == 0, output
     assert_clean(output)
     urls = re.findall(r"^  image (\d): (http://127\.0\.0\.1:\d+/\S+)$", output, re.MULTILINE)
     assert [n for n, _ in urls] == ["0", "1", "2", "3"], output
@@ -218,35 +243,18 @@ def test_chain_review_asks_in_the_terminal_and_records_the_answer(tmp_path: Path
 def test_batch_review_asks_for_each_chain_in_turn(tmp_path: Path) -> None:
     """``batch --review``: each chain's question comes alone, headed by its prompt, and
     each chain's enhance runs on the image given for it; no progress bar meanwhile."""
-    import os
-    import pty
-
-    main, terminal = pty.openpty()
-    command = subprocess.Popen(
-        [CLI, "batch", "a fox", "a heron", "--offline", "--steps", "diffusion,enhance",
-         "--review"],
-        cwd=tmp_path, env=cli_env(tmp_path / "home"), text=True, stdin=terminal,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(terminal)
-    out, err = Lines(command.stdout, until="  image 3: "), Lines(command.stderr)
     answers: dict[str, str] = {}
-    try:
+    steps = ("--offline", "--steps", "diffusion,enhance", "--review")
+    with TerminalRun(tmp_path, "batch", "a fox", "a heron", *steps) as run:
         for answer in ("1", "2"):
-            assert out.matched.acquire(timeout=840), out.text() + err.text()
-            heading = [line for line in out.lines if line.endswith(": its images\n")][-1]
+            run.asked()
+            heading = [line for line in run.out.lines if line.endswith(": its images\n")][-1]
             chain = re.search(r"(a fox|a heron)[^:]*: step 1 diffusion \(", heading)
             assert chain is not None, heading
             answers[chain.group(1)] = answer
-            os.write(main, f"{answer}\n".encode())
-        command.wait(timeout=840)
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait(timeout=60)
-        os.close(main)
-    output = out.text() + err.text()
-    assert command.returncode == 0, output
+            run.type(f"{answer}\n")
+    output = run.output
+    assert run.returncode == 0, output
     assert_clean(output)
     assert sorted(answers) == ["a fox", "a heron"], output  # one question per chain
     reviewed = re.findall(r"reviewed: image (\d), by \S+ \(terminal\) at ", output)
