@@ -513,8 +513,9 @@ def run_step(
     with account_slot(keep_for_next=has_next):
         if recorded is not None:
             _run_logger().info(
-                "%s: reusing job %s (key %s), nothing charged", target.name, recorded.job_id, key
-            )
+                "%s: reusing job %s (idempotency key %s), nothing charged",
+                target.name, recorded.job_id, key,
+            )  # fmt: skip
             job, reused = recorded, True
         else:
             listening = settings.wait_mode == "listen"

@@ -956,8 +956,8 @@ def record_from_callback(ledger: JobLedger, key: str, job: Job) -> CallbackOutco
         )  # fmt: skip
         return "conflict"
     if job.meta.created_at is not None and not _made_within(job, _interval(record)):
-        logger.warning("callback for job %s (key %s): created outside the record's interval; "
-                       "not recorded", job.job_id, key)  # fmt: skip
+        logger.warning("callback for job %s (idempotency key %s): created outside the "
+                       "record's interval; not recorded", job.job_id, key)  # fmt: skip
         return "outside-window"
     if not ledger.claim_job(job.job_id, key):
         logger.error("callback for job %s echoes key %s, but key %s claimed the job; not recorded",

@@ -205,10 +205,13 @@ def _submit_once(
             lease_id=lease_id,
         )
     if reused:
-        logger.info("%s: reusing job %s (key %s), nothing charged", endpoint.name, job.job_id, key)
+        logger.info(
+            "%s: reusing job %s (idempotency key %s), nothing charged",
+            endpoint.name, job.job_id, key,
+        )  # fmt: skip
     else:
         logger.info(
-            "%s: submitted job %s, %d points held (key %s)",
+            "%s: submitted job %s, %d points held (idempotency key %s)",
             endpoint.name, job.job_id, job.points, key,
         )  # fmt: skip
         emit_job_event("submitted", job)
