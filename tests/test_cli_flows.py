@@ -124,7 +124,7 @@ def test_chain_offline_ignores_the_users_own_settings_on_a_busy_machine(
         assert secret not in output
     assert re.search(rf"^step 1 diffusion submitted {SHORT_ID}  \d+ points$", result.stdout, re.M)
     assert re.search(rf"^step 1 diffusion persisted {SHORT_ID}", result.stdout, re.M)
-    assert re.search(rf"^step 2 inpaint   waiting   {SHORT_ID}  \w+", result.stdout, re.M)
+    assert re.search(rf"^step 2 inpaint   status    {SHORT_ID}  \w+", result.stdout, re.M)
     assert re.search(rf"^step 2 inpaint   persisted {SHORT_ID}", result.stdout, re.M)
     assert re.search(r"^total points: \d+$", result.stdout, re.M)
     assert result.stdout.count("/job.json") == 2
@@ -175,7 +175,7 @@ def test_batch_command(tmp_path: Path) -> None:
     assert "3/3" in result.stdout
     for chain in (1, 2, 3):
         assert re.search(rf"^\[{chain}\] step 1 diffusion persisted", result.stdout, re.M)
-    assert "waiting" not in result.stdout  # a batch shows submits and results only
+    assert " status " not in result.stdout  # a batch shows submits and results only
     assert result.stdout.count("/job.json") == 3
     assert "total points: 240" in result.stdout
     assert "…" not in result.stdout

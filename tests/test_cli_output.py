@@ -54,8 +54,8 @@ def test_step_lines_are_plain_full_and_fit_80_columns(terminal: bool) -> None:
     assert "…" not in text and "\x1b" not in text  # no cut text, no cursor tricks
     assert text.splitlines() == [
         "step 1 diffusion submitted 3c90c3cc  40 points",
-        "step 1 diffusion waiting   3c90c3cc  processing",
-        "step 1 diffusion waiting   3c90c3cc  completed",
+        "step 1 diffusion status    3c90c3cc  processing",
+        "step 1 diffusion status    3c90c3cc  completed",
         "step 1 diffusion persisted 3c90c3cc",
         f"    {PREFIX}",  # whole, on its own line when the line would pass 80 columns
         "step 2 remove_background reused    3c90c3cc  40 points",
@@ -84,7 +84,7 @@ def test_batch_lines_number_the_chains_and_skip_statuses() -> None:
             lines(event)
     text = out.getvalue()
     assert "[2] step 1 diffusion submitted 3c90c3cc  40 points" in text.splitlines()
-    assert "waiting" not in text and "reused" not in text
+    assert " status " not in text and "reused" not in text
     assert len([line for line in text.splitlines() if line.startswith("[1] ")]) == 2
 
 

@@ -50,6 +50,7 @@ def test_simulator_command_serves_and_stops_cleanly() -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "cli-secret-key" not in line + stdout + stderr
+    assert "(the API key: the one given)" in stdout  # where it came from, never the key
 
 
 def test_simulator_command_rejects_bad_options(tmp_path: Path) -> None:
@@ -161,9 +162,12 @@ def test_simulator_process_survives_hostile_requests_without_tracebacks() -> Non
             assert created.status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
-        _stdout, stderr = process.communicate(timeout=60)
+        stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+    # No key given: the simulator's default, named where it is documented, not printed.
+    assert "(the API key: the default of docs/simulator.md)" in stdout
+    assert "sim-key" not in line + stdout + stderr
 
 
 def test_parse_faults_refuses_non_finite_values() -> None:

@@ -150,13 +150,13 @@ def simulator(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8787,
     api_key: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="LEGNEXT_SIMULATOR_API_KEY",
-            help="Key the simulator accepts.",
+            help="Key the simulator accepts (none given: the default of docs/simulator.md).",
             show_default=False,
         ),
-    ] = "sim-key",
+    ] = None,
     time_scale: Annotated[float, typer.Option(help="Multiplies job durations.")] = 1.0,
     concurrency: Annotated[int, typer.Option(help="Jobs running at once.")] = 6,
     points: Annotated[int, typer.Option(help="Starting balance in points.")] = 100_000,
@@ -180,7 +180,7 @@ def simulator(
         from prefect_legnext.simulator import SimulatorConfig, serve
 
         config = SimulatorConfig(
-            api_key=SecretStr(api_key),
+            **({"api_key": SecretStr(api_key)} if api_key is not None else {}),
             time_scale=time_scale,
             concurrency=concurrency,
             points=points,
@@ -196,9 +196,10 @@ def simulator(
     def ready(base_url: str) -> None:
         console.print(f"Legnext simulator listening on {base_url}", highlight=False)
         console.print(
-            f"  export LEGNEXT_BASE_URL={base_url}  (the API key is the one you passed)",
-            highlight=False,
-        )
+            f"  export LEGNEXT_BASE_URL={base_url}  (the API key: "
+            + ("the one given)" if api_key is not None else "the default of docs/simulator.md)"),
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
     _serve_in_foreground(lambda: serve(config, host, port, on_ready=ready), host, port)
 
@@ -498,7 +499,7 @@ def _flow_environment(offline: bool) -> Iterator[dict[str, str]]:
 
 
 PREFECT_UNREACHABLE = ("Failed to reach API", "Timed out while attempting to connect")
-PHASE_WORDS = {"submitted": "submitted", "reused": "reused", "status": "waiting",
+PHASE_WORDS = {"submitted": "submitted", "reused": "reused", "status": "status",
                "persisted": "persisted"}  # fmt: skip
 
 
