@@ -35,6 +35,7 @@ def test_simulator_command_serves_and_stops_cleanly() -> None:
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
+        export = process.stdout.readline()  # printed with it (communicate misses buffered lines)
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert match, line
         base_url = match.group(0)
@@ -49,8 +50,8 @@ def test_simulator_command_serves_and_stops_cleanly() -> None:
         stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "cli-secret-key" not in line + stdout + stderr
-    assert "(the API key: the one given)" in stdout  # where it came from, never the key
+    assert "cli-secret-key" not in line + export + stdout + stderr
+    assert "(the API key: the one given)" in export  # where it came from, never the key
 
 
 def test_simulator_command_rejects_bad_options(tmp_path: Path) -> None:
@@ -143,6 +144,7 @@ def test_simulator_process_survives_hostile_requests_without_tracebacks() -> Non
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
+        export = process.stdout.readline()  # printed with it (communicate misses buffered lines)
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert match, line
         base_url = match.group(0)
@@ -166,8 +168,8 @@ def test_simulator_process_survives_hostile_requests_without_tracebacks() -> Non
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr
     # No key given: the simulator's default, named where it is documented, not printed.
-    assert "(the API key: the default of docs/simulator.md)" in stdout
-    assert "sim-key" not in line + stdout + stderr
+    assert "(the API key: the default of docs/simulator.md)" in export
+    assert "sim-key" not in line + export + stdout + stderr
 
 
 def test_parse_faults_refuses_non_finite_values() -> None:
