@@ -6,6 +6,8 @@ refused by the flow runs the same main() in this process, on the session's serve
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pty
 import re
@@ -128,6 +130,17 @@ def test_chain_offline_ignores_the_users_own_settings_on_a_busy_machine(
     assert re.search(rf"^step 2 inpaint   persisted {SHORT_ID}", result.stdout, re.M)
     assert re.search(r"^total points: \d+$", result.stdout, re.M)
     assert result.stdout.count("/job.json") == 2
+    # The outputs outlive the local S3: copied under their keys, bytes as the sidecar says.
+    sidecars = re.findall(r"s3://legnext-demo/(legnext/[0-9a-f-]+/job\.json)", result.stdout)
+    assert len(sidecars) == 2, result.stdout
+    copied = tmp_path / "offline-output"
+    for key in sidecars:
+        files = json.loads((copied / key).read_text())["files"]
+        assert files and all(
+            hashlib.sha256((copied / f["key"]).read_bytes()).hexdigest() == f["sha256"]
+            for f in files
+        )
+    assert re.search(r"^\d+ files copied to offline-output/ ", result.stdout, re.M)
     assert "users-own-bucket" not in output
     assert prefect_database_in(home) == []
     assert sorted(p.name for p in home.iterdir()) == []
@@ -178,6 +191,9 @@ def test_batch_command(tmp_path: Path) -> None:
     assert " status " not in result.stdout  # a batch shows submits and results only
     assert result.stdout.count("/job.json") == 3
     assert "total points: 240" in result.stdout
+    # 3 chains x (4 images, the grid, the sidecar), copied out of the local S3.
+    assert re.search(r"^18 files copied to offline-output/ ", result.stdout, re.M)
+    assert len([p for p in (tmp_path / "offline-output").rglob("*") if p.is_file()]) == 18
     assert "…" not in result.stdout
 
 

@@ -328,6 +328,13 @@ OfflineOption = Annotated[
         "in a temporary Prefect home (needs the simulator extra)."
     ),
 ]
+OfflineOutputOption = Annotated[
+    Path,
+    typer.Option(
+        file_okay=False,
+        help="With --offline: where the outputs are copied (the local S3 stops with the command).",
+    ),
+]
 
 
 def parse_steps(text: str) -> list[str]:
@@ -652,8 +659,21 @@ def listening(listener: Callable[[StepProgress], None]) -> Iterator[None]:
         STEP_LISTENERS.remove(listener)
 
 
-def _print_results(chains: list[Any], total_points: int) -> None:
-    """The steps of every chain (short job ids), their sidecars, the points spent."""
+def _copied_offline(chains: list[Any], blocks: dict[str, str], out_dir: Path) -> str:
+    """An offline run's outputs copied out of its local S3 (which stops with the
+    command): a line saying where, or "" for a run on the real services (`blocks` is
+    empty: the user's own blocks)."""
+    from prefect_legnext.demo import copy_outputs
+
+    if not blocks:
+        return ""
+    count = copy_outputs(blocks["storage_block"], chains, out_dir)
+    return f"{count} files copied to {out_dir}/ (the local S3 stopped with this command)"
+
+
+def _print_results(chains: list[Any], total_points: int, copied: str = "") -> None:
+    """The steps of every chain (short job ids), their sidecars, the points spent, and
+    where an offline run's outputs were copied."""
     from prefect_legnext.demo import steps_table
 
     numbered = len(chains) > 1
@@ -667,6 +687,8 @@ def _print_results(chains: list[Any], total_points: int) -> None:
                 console.print(f"    reviewed: {step.review.describe()}", highlight=False,
                               soft_wrap=True, markup=False)  # fmt: skip
     console.print(f"total points: {total_points}", highlight=False)
+    if copied:
+        console.print(copied, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -798,6 +820,7 @@ def chain(
     max_points: MaxPointsOption = None,
     max_wait_seconds: MaxWaitOption = 900.0,
     offline: OfflineOption = False,
+    offline_output: OfflineOutputOption = Path("offline-output"),
     review: ReviewOption = False,
 ) -> None:
     """Run the chain generate -> enhance -> inpaint -> retexture for one prompt."""
@@ -813,7 +836,8 @@ def chain(
         from prefect_legnext.orchestration.flows import legnext_chain
 
         result = legnext_chain(prompt=prompt, **(options | blocks))
-    _print_results([result], result.total_points)
+        copied = _copied_offline([result], blocks, offline_output)
+    _print_results([result], result.total_points, copied)
 
 
 @app.command()
@@ -837,6 +861,7 @@ def batch(
     max_points: MaxPointsOption = None,
     max_wait_seconds: MaxWaitOption = 900.0,
     offline: OfflineOption = False,
+    offline_output: OfflineOutputOption = Path("offline-output"),
     review: ReviewOption = False,
 ) -> None:
     """Run one chain per prompt, side by side inside the account's limit."""
@@ -881,9 +906,10 @@ def batch(
             _flow_environment(offline) as blocks, listening(lines_out), reviewing(asker), progress,
         ):  # fmt: skip
             result = legnext_batch(prompts=wanted, **(options | blocks))
+            copied = _copied_offline(result.chains, blocks, offline_output)
     finally:
         BATCH_LISTENERS.remove(advance)
-    _print_results(result.chains, result.total_points)
+    _print_results(result.chains, result.total_points, copied)
 
 
 @app.command()

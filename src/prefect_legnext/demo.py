@@ -224,6 +224,30 @@ def _run_chain(credentials_block: str, storage_block: str) -> tuple[ChainResult,
     return result, contact_sheet(rows, [f"{s.index}. {s.action}" for s in result.steps])
 
 
+def copy_outputs(storage_block: str, chains: list[ChainResult], out_dir: Path) -> int:
+    """Copy every step's stored files, grid and sidecar out of the bucket into
+    `out_dir`, under their keys (an offline run's local S3 stops with its command);
+    the number of files copied."""
+    from prefect_legnext.orchestration.resolve import load_bucket
+
+    bucket = load_bucket(storage_block)
+    s3 = bucket.credentials.get_s3_client()
+    root = out_dir.resolve()
+    copied = 0
+    for chain in chains:
+        for step in chain.steps:
+            for uri in [*step.s3_uris, *([step.grid_uri] if step.grid_uri else []),
+                        step.sidecar_uri]:  # fmt: skip
+                key = uri.split("/", 3)[3]
+                target = (root / key).resolve()
+                if not target.is_relative_to(root):  # our own keys never climb out
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket.bucket_name, key, str(target))
+                copied += 1
+    return copied
+
+
 def contact_sheet(rows: list[list[Image.Image]], labels: list[str]) -> Image.Image:
     """One row of thumbnails per step, labelled."""
     from PIL import Image, ImageDraw
