@@ -273,8 +273,26 @@ def test_batch_review_asks_for_each_chain_in_turn(tmp_path: Path) -> None:
     assert run.returncode == 0, output
     assert_clean(output)
     assert sorted(answers) == ["a fox", "a heron"], output  # one question per chain
+    # The results list the chains in prompt order: each got the answer given for it.
     reviewed = re.findall(r"reviewed: image (\d), by \S+ \(terminal\) at ", output)
-    assert sorted(reviewed) == ["1", "2"], output
+    assert reviewed == [answers["a fox"], answers["a heron"]], output
     for chain in (1, 2):  # (after the question on a pipe: the answer's newline is not echoed)
         assert re.search(rf"\[{chain}\] step 2 enhance +submitted", output), output
     assert not re.search(r"\b[0-2]/2\b", output), output  # the bar stayed off
+
+
+def test_ctrl_c_gives_up_a_batch_question_open_in_a_chains_thread(tmp_path: Path) -> None:
+    """A batch asks from a chain's thread, which Ctrl-C does not reach: the command
+    still ends at once with "interrupted" (it hung until Enter, then went on), and
+    submits nothing more."""
+    import signal
+
+    steps = ("--offline", "--steps", "diffusion,enhance", "--review")
+    with TerminalRun(tmp_path, "batch", "a fox", "a heron", *steps) as run:
+        run.asked()
+        run.command.send_signal(signal.SIGINT)
+        run.command.wait(timeout=300)  # raises (and the run is killed) if it hangs
+    assert run.returncode == 130, run.output
+    assert "interrupted" in run.output
+    assert "step 2 enhance" not in run.output, run.output
+    assert "Traceback" not in run.output

@@ -153,7 +153,7 @@ def simulator(
         str | None,
         typer.Option(
             envvar="LEGNEXT_SIMULATOR_API_KEY",
-            help="Key the simulator accepts (none given: the default of docs/simulator.md).",
+            help="Key the simulator accepts (none given: sim-key, a simulator's default).",
             show_default=False,
         ),
     ] = None,
@@ -196,8 +196,8 @@ def simulator(
     def ready(base_url: str) -> None:
         console.print(f"Legnext simulator listening on {base_url}", highlight=False)
         console.print(
-            f"  export LEGNEXT_BASE_URL={base_url}  (the API key: "
-            + ("the one given)" if api_key is not None else "the default of docs/simulator.md)"),
+            f"  export LEGNEXT_BASE_URL={base_url}  # the API key: "
+            + ("the one given" if api_key is not None else "the simulator's default (--help)"),
             highlight=False, soft_wrap=True,
         )  # fmt: skip
 
@@ -506,8 +506,7 @@ def _flow_environment(offline: bool) -> Iterator[dict[str, str]]:
 
 
 PREFECT_UNREACHABLE = ("Failed to reach API", "Timed out while attempting to connect")
-PHASE_WORDS = {"submitted": "submitted", "reused": "reused", "status": "status",
-               "persisted": "persisted"}  # fmt: skip
+PHASES = ("submitted", "reused", "status", "persisted")
 
 
 class StepLines:
@@ -526,7 +525,7 @@ class StepLines:
         self,
         out: Console,
         chains: dict[str, int] | None = None,
-        phases: tuple[str, ...] = tuple(PHASE_WORDS),
+        phases: tuple[str, ...] = PHASES,
     ) -> None:
         self.out = out
         self.chains = chains
@@ -548,8 +547,8 @@ class StepLines:
             tag = ""
             if self.chains is not None:
                 tag = f"[{self.chains.get(event.chain, event.chain)}] "
-            phase = PHASE_WORDS.get(event.phase, event.phase)
-            head = f"{tag}step {event.index} {event.action:<9} {phase:<9} {event.job_id[:SHORT_ID]}"
+            head = (f"{tag}step {event.index} {event.action:<9} {event.phase:<9} "
+                    f"{event.job_id[:SHORT_ID]}")  # fmt: skip
             line = f"{head}  {event.detail}".rstrip()
             if len(line) > max(self.out.width, 80) and event.phase == "persisted":
                 self._print(head)
@@ -567,9 +566,54 @@ class TerminalReview:
     the image number, "s" to stop, and a new prompt when the next step takes one. Not
     a terminal: None, and the run waits for a review in the Prefect UI."""
 
-    def __init__(self, out: Console, read: Callable[[str], str] = input) -> None:
-        self.out, self.read = out, read
+    def __init__(self, out: Console, read: Callable[[str], str] | None = None) -> None:
+        self.out = out
+        self.read = read or self._read_line
         self._lock = threading.Lock()
+        self._interrupted = threading.Event()
+        self._pending = b""
+
+    def _read_line(self, prompt: str) -> str:
+        """`input`, given up (EOFError) once the command is interrupted: a batch asks from
+        a chain's thread, which Ctrl-C does not reach, and the flow waits for that
+        thread before it ends. Reads the descriptor itself, so that lines typed ahead
+        are kept for the next question (a buffered ``sys.stdin`` would hide them from
+        `select`)."""
+        import select
+
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        fd = sys.stdin.fileno()
+        while b"\n" not in self._pending:
+            if self._interrupted.is_set():
+                raise EOFError
+            if select.select([fd], [], [], 0.2)[0]:
+                chunk = os.read(fd, 1024)
+                if not chunk:
+                    raise EOFError
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode(errors="replace")
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """While the flows run (in the main thread): Ctrl-C also gives up a question
+        open in a chain's thread, then interrupts as usual."""
+        import signal
+
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_interrupt(signum: int, frame: Any) -> None:
+            self._interrupted.set()
+            if callable(previous):
+                previous(signum, frame)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def __call__(self, review: Review) -> ReviewChoice | None:
         from datetime import UTC, datetime
@@ -625,7 +669,7 @@ def _user() -> str:
 
 
 @contextmanager
-def reviewing(reviewer: Callable[[Review], ReviewChoice | None] | None) -> Iterator[None]:
+def reviewing(reviewer: TerminalReview | None) -> Iterator[None]:
     """`reviewer` answers the reviews of the flows run in this block (none: no change)."""
     from prefect_legnext.orchestration.review import REVIEWERS
 
@@ -634,7 +678,8 @@ def reviewing(reviewer: Callable[[Review], ReviewChoice | None] | None) -> Itera
         return
     REVIEWERS.append(reviewer)
     try:
-        yield
+        with reviewer.interruptible():
+            yield
     finally:
         REVIEWERS.remove(reviewer)
 
@@ -659,21 +704,32 @@ def listening(listener: Callable[[StepProgress], None]) -> Iterator[None]:
         STEP_LISTENERS.remove(listener)
 
 
-def _copied_offline(chains: list[Any], blocks: dict[str, str], out_dir: Path) -> str:
-    """An offline run's outputs copied out of its local S3 (which stops with the
-    command): a line saying where, or "" for a run on the real services (`blocks` is
-    empty: the user's own blocks)."""
+@contextmanager
+def _keeping_offline_outputs(
+    offline: bool, blocks: dict[str, str], prefix: str, out_dir: Path
+) -> Iterator[None]:
+    """With `offline`, copy the run's outputs out of its local S3 (which stops with the
+    command) when the block ends, well or not, and say where; a failed copy is one line
+    and never hides how the run ended."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from prefect_legnext.demo import copy_outputs
 
-    if not blocks:
-        return ""
-    count = copy_outputs(blocks["storage_block"], chains, out_dir)
-    return f"{count} files copied to {out_dir}/ (the local S3 stopped with this command)"
+    try:
+        yield
+    finally:
+        if offline:
+            try:
+                count = copy_outputs(blocks["storage_block"], prefix, out_dir)
+                said = f"{count} files copied to {out_dir}/ (the local S3 stops with this command)"
+            except (OSError, BotoCoreError, ClientError) as exc:
+                said = f"could not copy the outputs to {out_dir}/: {exc}"
+            if not said.startswith("0 files"):  # a run refused before any output
+                console.print(said, highlight=False, soft_wrap=True, markup=False)
 
 
-def _print_results(chains: list[Any], total_points: int, copied: str = "") -> None:
-    """The steps of every chain (short job ids), their sidecars, the points spent, and
-    where an offline run's outputs were copied."""
+def _print_results(chains: list[Any], total_points: int) -> None:
+    """The steps of every chain (short job ids), their sidecars, the points spent."""
     from prefect_legnext.demo import steps_table
 
     numbered = len(chains) > 1
@@ -687,8 +743,6 @@ def _print_results(chains: list[Any], total_points: int, copied: str = "") -> No
                 console.print(f"    reviewed: {step.review.describe()}", highlight=False,
                               soft_wrap=True, markup=False)  # fmt: skip
     console.print(f"total points: {total_points}", highlight=False)
-    if copied:
-        console.print(copied, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -835,9 +889,9 @@ def chain(
     with _flow_environment(offline) as blocks, listening(StepLines(console)), reviewing(asker):
         from prefect_legnext.orchestration.flows import legnext_chain
 
-        result = legnext_chain(prompt=prompt, **(options | blocks))
-        copied = _copied_offline([result], blocks, offline_output)
-    _print_results([result], result.total_points, copied)
+        with _keeping_offline_outputs(offline, blocks, key_prefix, offline_output):
+            result = legnext_chain(prompt=prompt, **(options | blocks))
+    _print_results([result], result.total_points)
 
 
 @app.command()
@@ -904,12 +958,12 @@ def batch(
     try:
         with (
             _flow_environment(offline) as blocks, listening(lines_out), reviewing(asker), progress,
+            _keeping_offline_outputs(offline, blocks, key_prefix, offline_output),
         ):  # fmt: skip
             result = legnext_batch(prompts=wanted, **(options | blocks))
-            copied = _copied_offline(result.chains, blocks, offline_output)
     finally:
         BATCH_LISTENERS.remove(advance)
-    _print_results(result.chains, result.total_points, copied)
+    _print_results(result.chains, result.total_points)
 
 
 @app.command()
