@@ -224,27 +224,32 @@ def _run_chain(credentials_block: str, storage_block: str) -> tuple[ChainResult,
     return result, contact_sheet(rows, [f"{s.index}. {s.action}" for s in result.steps])
 
 
-def copy_outputs(storage_block: str, chains: list[ChainResult], out_dir: Path) -> int:
-    """Copy every step's stored files, grid and sidecar out of the bucket into
-    `out_dir`, under their keys (an offline run's local S3 stops with its command);
-    the number of files copied."""
+def copy_outputs(storage_block: str, prefix: str, out_dir: Path) -> int:
+    """Copy every object under `prefix` in the bucket but the ledger's (an offline run's
+    outputs, grids and sidecars: its local S3 stops with its command) into `out_dir`
+    under their keys, whether the run ended well or not; the number of files copied."""
+    from prefect_legnext.orchestration.ledger import S3_LEDGER_PREFIX
     from prefect_legnext.orchestration.resolve import load_bucket
+    from prefect_legnext.orchestration.storage import s3_client
 
     bucket = load_bucket(storage_block)
-    s3 = bucket.credentials.get_s3_client()
+    s3 = s3_client(bucket)
+    folder = "/".join(p for p in (bucket.bucket_folder.strip("/"), prefix.strip("/")) if p)
     root = out_dir.resolve()
     copied = 0
-    for chain in chains:
-        for step in chain.steps:
-            for uri in [*step.s3_uris, *([step.grid_uri] if step.grid_uri else []),
-                        step.sidecar_uri]:  # fmt: skip
-                key = uri.split("/", 3)[3]
-                target = (root / key).resolve()
-                if not target.is_relative_to(root):  # our own keys never climb out
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket.bucket_name, key, str(target))
-                copied += 1
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket.bucket_name, Prefix=f"{folder}/" if folder else ""
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            if f"{S3_LEDGER_PREFIX}/" in item["Key"]:  # the submits' records, not outputs
+                continue
+            target = (root / item["Key"]).resolve()
+            if not target.is_relative_to(root):  # a key with "..": not ours, not copied
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket.bucket_name, item["Key"], str(target))
+            copied += 1
     return copied
 
 

@@ -312,12 +312,15 @@ def _s3_client(bucket: S3Bucket) -> Any:
     return s3_client(bucket)
 
 
+S3_LEDGER_PREFIX = "legnext/_ledger"  # under the bucket's folder, beside the outputs
+
+
 class S3Ledger:
     """Records as small JSON objects under ``{bucket_folder}/{prefix}/`` of an S3 bucket:
     shared by every worker, durable, beside the outputs they protect. New records are
     written with ``If-None-Match: *`` so that two workers cannot both claim a key."""
 
-    def __init__(self, bucket: S3Bucket, prefix: str = "legnext/_ledger") -> None:
+    def __init__(self, bucket: S3Bucket, prefix: str = S3_LEDGER_PREFIX) -> None:
         self.bucket = bucket
         self.prefix = bucket._resolve_path(prefix.strip("/"))
         self._s3 = _s3_client(bucket)
@@ -602,7 +605,9 @@ def submit_once(
         if record.job_id is not None:
             job = client.get_job(record.job_id)
             if not job.is_failed:
-                logger.info("reusing job %s for key %s: no new submit", record.job_id, key)
+                logger.info(
+                    "reusing job %s for idempotency key %s: no new submit", record.job_id, key
+                )
                 return job, True
             # A failed job released its points: submitting again cannot pay twice.
             logger.warning("job %s for key %s failed; submitting again", job.job_id, key)
