@@ -51,7 +51,7 @@ def test_simulator_command_serves_and_stops_cleanly() -> None:
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "cli-secret-key" not in line + export + stdout + stderr
-    assert "(the API key: the one given)" in export  # where it came from, never the key
+    assert "# the API key: the one given" in export  # where it came from, never the key
 
 
 def test_simulator_command_rejects_bad_options(tmp_path: Path) -> None:
@@ -140,6 +140,7 @@ def test_simulator_process_survives_hostile_requests_without_tracebacks() -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={k: v for k, v in os.environ.items() if k != "LEGNEXT_SIMULATOR_API_KEY"},
     )
     try:
         assert process.stdout is not None
@@ -168,7 +169,7 @@ def test_simulator_process_survives_hostile_requests_without_tracebacks() -> Non
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr
     # No key given: the simulator's default, named where it is documented, not printed.
-    assert "(the API key: the default of docs/simulator.md)" in export
+    assert "# the API key: the simulator's default (--help)" in export
     assert "sim-key" not in line + export + stdout + stderr
 
 
