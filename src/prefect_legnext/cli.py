@@ -566,14 +566,13 @@ class TerminalReview:
     the image number, "s" to stop, and a new prompt when the next step takes one. Not
     a terminal: None, and the run waits for a review in the Prefect UI."""
 
-    def __init__(self, out: Console, read: Callable[[str], str] | None = None) -> None:
+    def __init__(self, out: Console) -> None:
         self.out = out
-        self.read = read or self._read_line
         self._lock = threading.Lock()
         self._interrupted = threading.Event()
         self._pending = b""
 
-    def _read_line(self, prompt: str) -> str:
+    def read(self, prompt: str) -> str:
         """`input`, given up (EOFError) once the command is interrupted: a batch asks from
         a chain's thread, which Ctrl-C does not reach, and the flow waits for that
         thread before it ends. Reads the descriptor itself, so that lines typed ahead
