@@ -718,12 +718,15 @@ def _keeping_offline_outputs(
         yield
     finally:
         if offline:
+            said = ""  # nothing to say of a run refused before any output
             try:
                 count = copy_outputs(blocks["storage_block"], prefix, out_dir)
-                said = f"{count} files copied to {out_dir}/ (the local S3 stops with this command)"
+                if count:
+                    said = (f"{count} files copied to {out_dir}/ "
+                            "(the local S3 stops with this command)")  # fmt: skip
             except (OSError, BotoCoreError, ClientError) as exc:
                 said = f"could not copy the outputs to {out_dir}/: {exc}"
-            if not said.startswith("0 files"):  # a run refused before any output
+            if said:
                 console.print(said, highlight=False, soft_wrap=True, markup=False)
 
 
